@@ -1,0 +1,22 @@
+"""Datasets for the linear experiments: a train/test split of +/-1-labelled feature vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LinearData:
+    """Binary data for logistic regression: features (N, F) and labels in {-1, +1}."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        """Number of input features F."""
+        return int(self.x_train.shape[1])

@@ -1,0 +1,1 @@
+"""Trainers: the batched linear sweep and the ResNet trainer."""
