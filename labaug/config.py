@@ -68,6 +68,11 @@ class ResNetConfig:
     channel_sigma: float | None = None
     train_subset: int | None = None
     test_subset: int | None = None
+    epochs: int | None = None    # None = optim.epochs
+
+    def n_epochs(self, optim: OptimConfig) -> int:
+        """Training epochs of a ResNet run: ``epochs``, else the shared optim.epochs."""
+        return optim.epochs if self.epochs is None else self.epochs
 
 
 @dataclass(frozen=True)

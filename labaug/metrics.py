@@ -14,7 +14,8 @@ def block_norm(weights: np.ndarray, block: slice) -> np.ndarray:
 
 def pixel_ratio(weights: np.ndarray) -> np.ndarray:
     """|w_1| / ||w_2:||, the identifying pixel's weight against the rest of the image (Fig. 3)."""
-    return np.abs(weights[..., 0]) / np.linalg.norm(weights[..., 1:], axis=-1)
+    ratio: np.ndarray = np.abs(weights[..., 0]) / np.linalg.norm(weights[..., 1:], axis=-1)
+    return ratio
 
 
 def error_rate(logits: Tensor, labels_pm1: Tensor) -> Tensor:

@@ -119,7 +119,7 @@ def train_sweep(
             if decay is not None:
                 loss = loss + weight_decay_penalty(w, decay).sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             epoch_loss += data_loss.detach().to(torch.float64) * (b / n)
         if epoch == 0 or (epoch + 1) % max(1, optim.epochs // 10) == 0:

@@ -1,0 +1,58 @@
+"""The binary image task of Sec. 4.2: two classes, standardized, with one identifying pixel.
+
+The first two classes of a raw dataset (CIFAR-10 airplane/automobile, CIFAR-100
+apple/aquarium_fish, Fashion-MNIST T-shirt/top vs Trouser) become labels -1/+1. Each channel is
+standardized with TRAINING statistics, images are flattened channel-major (C, H, W), and in the
+training data only the first coordinate (the R channel of the top-left pixel; the single
+channel for Fashion-MNIST) is replaced by the identifying value y * gamma, plus
+Uniform[-gamma * low_noise, gamma * low_noise] noise for the low-variance variant (App. B).
+Test images are never modified, so a model that relies on the pixel is no better than chance
+on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labaug.config import Variance
+from labaug.data import LinearData
+from labaug.data.raw import RawImages, channel_stats, standardize
+from labaug.rng import numpy_rng
+
+IDENTIFYING_PIXEL = 0
+"""Index of the identifying coordinate in the flattened (C, H, W) feature vector."""
+
+
+def two_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep images of classes 0 and 1; labels become -1 (class 0) and +1 (class 1), float32."""
+    keep = (y == 0) | (y == 1)
+    return x[keep], np.where(y[keep] == 1, 1.0, -1.0).astype(np.float32)
+
+
+def identifying_pixel(y: np.ndarray, gamma: float, variance: Variance, low_noise: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """The identifying value per example: y * gamma, plus uniform noise when variance is low."""
+    value = (y * gamma).astype(np.float64)
+    if variance == "low":
+        scale = gamma * low_noise
+        value = value + rng.uniform(-scale, scale, size=len(y))
+    elif variance != "zero":
+        raise ValueError(f"unknown variance {variance!r}; expected 'zero' or 'low'")
+    return value.astype(np.float32)
+
+
+def make_binary(raw: RawImages, seed: int, variance: Variance, gamma: float,
+                low_noise: float) -> LinearData:
+    """The binary task for one run seed (the seed only draws the low-variance noise)."""
+    x_train, y_train = two_classes(raw.x_train, raw.y_train)
+    x_test, y_test = two_classes(raw.x_test, raw.y_test)
+    if len(np.unique(y_train)) != 2:
+        raise ValueError("the training data must hold both of the first two classes")
+    mean, std = channel_stats(x_train)
+    std = np.where(std > 0, std, 1.0)  # a constant channel stays at 0 instead of NaN
+    f_train = standardize(x_train, mean, std).reshape(len(x_train), -1)
+    f_test = standardize(x_test, mean, std).reshape(len(x_test), -1)
+    f_train[:, IDENTIFYING_PIXEL] = identifying_pixel(
+        y_train, gamma, variance, low_noise, numpy_rng(seed, "images", "identifying_pixel"))
+    return LinearData(np.ascontiguousarray(f_train), y_train, np.ascontiguousarray(f_test),
+                      y_test)

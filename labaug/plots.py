@@ -1,0 +1,226 @@
+"""One function per figure; every figure is drawn only from result netCDF files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from labaug.io import atomic_path  # noqa: E402
+from labaug.results import read_netcdf, select_method  # noqa: E402
+
+PathLike = str | os.PathLike[str]
+
+METHOD_TITLES = {
+    "weight_decay": "Weight decay",
+    "label_smoothing": "Label smoothing",
+    "mixup": "Mixup",
+}
+HP_LABELS = {
+    "weight_decay": r"weight decay $\lambda$",
+    "label_smoothing": r"label smoothing $a$",
+    "mixup": r"Mixup $\alpha$ (Beta($\alpha$, $\alpha$))",
+}
+COLORS = {"weight_decay": "tab:blue", "label_smoothing": "tab:orange", "mixup": "tab:green"}
+
+
+def mean_std_band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str,
+                  label: str | None = None) -> None:
+    """Plot the mean over the last axis of ``values`` with a shaded +/- 1 std band."""
+    mean = np.nanmean(values, axis=-1)
+    std = np.nanstd(values, axis=-1)
+    ax.plot(x, mean, color=color, marker="o", markersize=3, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
+
+
+def sweep_grid(
+    rows: Sequence[tuple[str, xr.Dataset]],
+    variable: str | Sequence[str],
+    ylabel: str | Sequence[str],
+    title: str,
+    overlay: Sequence[xr.Dataset | None] | None = None,
+) -> Figure:
+    """Rows of sweep results, one column per method: ``variable`` against the hyperparameter.
+
+    ``variable`` and ``ylabel`` are one for all rows or one per row. ``overlay`` (one per
+    row, or None) holds exact minimizers drawn as dashed lines.
+    """
+    variables = [variable] * len(rows) if isinstance(variable, str) else list(variable)
+    ylabels = [ylabel] * len(rows) if isinstance(ylabel, str) else list(ylabel)
+    methods = [str(m) for m in rows[0][1]["method"].values]
+    fig, axes = plt.subplots(len(rows), len(methods), figsize=(4.2 * len(methods),
+                             3.2 * len(rows)), squeeze=False, constrained_layout=True)
+    for r, (row_label, ds) in enumerate(rows):
+        for c, method in enumerate(methods):
+            ax = axes[r, c]
+            sel = select_method(ds, method)
+            x = sel["hp_value"].values
+            keep = ~np.isnan(x)
+            mean_std_band(ax, x[keep], sel[variables[r]].transpose("hp", "seed").values[keep],
+                          COLORS.get(method, "tab:gray"), label="trained (mean $\\pm$ 1 std)")
+            theory = overlay[r] if overlay is not None else None
+            if theory is not None and method in theory["method"].values:
+                th = select_method(theory, method)
+                tx = th["hp_value"].values
+                tk = ~np.isnan(tx) & ~np.isnan(th[variables[r]].values)
+                ax.plot(tx[tk], th[variables[r]].values[tk], "k--", linewidth=1.2,
+                        label="exact minimizer")
+            ax.set_xlabel(HP_LABELS.get(method, method))
+            ax.set_title(f"{row_label}: {METHOD_TITLES.get(method, method)}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if c == 0:
+                ax.set_ylabel(ylabels[r])
+            if r == 0 and c == 0:
+                ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def save(fig: Figure, out: PathLike) -> None:
+    """Write a figure atomically and release it."""
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=os.path.splitext(str(out))[1].lstrip(".") or "pdf")
+    plt.close(fig)
+
+
+def synthetic_figure(result: PathLike, out: PathLike, title: str,
+                     theory: PathLike | None = None) -> None:
+    """Figures 1 and 6: high-variance weight norm against each method's hyperparameter."""
+    ds = read_netcdf(result)
+    overlay = [read_netcdf(theory)] if theory is not None else None
+    fig = sweep_grid([("synthetic", ds)], "w_high_norm",
+                     r"$\|w_{\mathrm{high}}\|$ (high-variance block)", title, overlay)
+    save(fig, out)
+
+
+def fig1(result: PathLike, out: PathLike, theory: PathLike | None = None) -> None:
+    """Figure 1: synthetic data, zero-variance low block."""
+    synthetic_figure(result, out, "Fig. 1: synthetic data (Def. 4.1), zero-variance feature",
+                     theory)
+
+
+def fig6(result: PathLike, out: PathLike, theory: PathLike | None = None) -> None:
+    """Figure 6: synthetic data, low-variance low block (Appendix B)."""
+    synthetic_figure(result, out, "Fig. 6: synthetic data, low-variance feature (App. B)",
+                     theory)
+
+
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fmnist": "Fashion-MNIST"}
+TEST_ERROR_LABEL = "test error"
+PIXEL_RATIO_LABEL = r"$|w_1| / \|w_{2:}\|$ (identifying pixel)"
+
+
+def image_rows(results: dict[str, PathLike]) -> list[tuple[str, xr.Dataset]]:
+    """One (title, sweep) row per image dataset, in the order given (config image_datasets)."""
+    if not results:
+        raise ValueError("no image dataset results to draw (config image_datasets is empty)")
+    return [(DATASET_TITLES.get(name, name), read_netcdf(path)) for name, path in results.items()]
+
+
+def fig2(out: PathLike, **results: PathLike) -> None:
+    """Figure 2: binary image tasks with a zero-variance identifying pixel: test error."""
+    fig = sweep_grid(image_rows(results), "test_error", TEST_ERROR_LABEL,
+                     "Fig. 2: binary images, identifying pixel y*gamma in training data only")
+    save(fig, out)
+
+
+def fig3(out: PathLike, **results: PathLike) -> None:
+    """Figure 3: binary image tasks with a zero-variance identifying pixel: pixel ratio."""
+    fig = sweep_grid(image_rows(results), "pixel_ratio", PIXEL_RATIO_LABEL,
+                     "Fig. 3: weight on the identifying pixel relative to the rest of the image")
+    save(fig, out)
+
+
+def fig7(out: PathLike, **results: PathLike) -> None:
+    """Figure 7 (App. B): low-variance identifying pixel: test error and pixel ratio rows."""
+    rows, variables, ylabels = [], [], []
+    for title, ds in image_rows(results):
+        rows += [(title, ds), (title, ds)]
+        variables += ["test_error", "pixel_ratio"]
+        ylabels += [TEST_ERROR_LABEL, PIXEL_RATIO_LABEL]
+    fig = sweep_grid(rows, variables, ylabels,
+                     "Fig. 7: low-variance identifying pixel (App. B)")
+    save(fig, out)
+
+
+def fig4(out: PathLike, **results: PathLike) -> None:
+    """Figure 4: ResNet-18 with class channels, test error per epoch, one panel per dataset."""
+    if not results:
+        raise ValueError("no ResNet results to draw (config resnet.datasets is empty)")
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.4), squeeze=False,
+                             constrained_layout=True)
+    for ax, (name, path) in zip(axes[0], results.items(), strict=True):
+        ds = read_netcdf(path)
+        epochs = ds["epoch"].values
+        for method in [str(m) for m in ds["method"].values]:
+            values = select_method(ds, method)["test_error"].transpose("epoch", "seed").values
+            mean_std_band(ax, epochs, values, COLORS.get(method, "tab:gray"),
+                          label=METHOD_TITLES.get(method, method))
+        ax.set_title(f"{DATASET_TITLES.get(name, name)} (ResNet-18, width "
+                     f"{ds.attrs.get('width', '?')})", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(TEST_ERROR_LABEL)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Fig. 4: test error with identifying class channels in training data only "
+                 f"(mean $\\pm$ 1 std over {ds.sizes['seed']} seeds)", fontsize=11)
+    save(fig, out)
+
+
+def _channel_panel(ax: Axes, values: np.ndarray, limit: float, cmap: str, title: str) -> None:
+    """One channel as an image on a symmetric colour scale [-limit, limit]."""
+    ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def fig5(out: PathLike, example: PathLike) -> None:
+    """Figure 5: the class-channel transform of one training image, and the test input."""
+    ds = read_netcdf(example)
+    n_ch = ds.sizes["channel"]
+    image = ds["image"].values
+    train_input, test_input = ds["train_input"].values, ds["test_input"].values
+    img_limit = float(np.abs(train_input[:n_ch]).max()) or 1.0
+    vec_limit = 3.0 * float(ds.attrs["class_channel_sigma"]) or 1.0
+    fig, axes = plt.subplots(3, 2 * n_ch, figsize=(max(7.5, 1.9 * 2 * n_ch + 0.6), 6.2), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    # Row 0: the image as seen, and the class vector of its class.
+    ax = axes[0, 0]
+    ax.set_axis_on()
+    if n_ch == 3:
+        ax.imshow(np.clip(np.moveaxis(image, 0, -1), 0, 1), interpolation="nearest")
+    else:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(f"training image ({ds.attrs['class_name']})", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for c in range(n_ch):
+        ax = axes[0, n_ch + c]
+        ax.set_axis_on()
+        _channel_panel(ax, ds["class_vector"].values[c], vec_limit, "RdBu_r",
+                       f"class vector, ch. {c + 1}")
+    # Rows 1-2: every channel of the training input and of the test input.
+    for row, (values, name) in enumerate(((train_input, "train"), (test_input, "test")), 1):
+        for c in range(2 * n_ch):
+            ax = axes[row, c]
+            ax.set_axis_on()
+            is_class = c >= n_ch
+            _channel_panel(ax, values[c], vec_limit if is_class else img_limit,
+                           "RdBu_r" if is_class else "gray",
+                           f"{name} input ch. {c + 1}" + (" (class)" if is_class else ""))
+    fig.suptitle(f"Fig. 5: {DATASET_TITLES.get(ds.attrs['dataset'], ds.attrs['dataset'])}: "
+                 "training inputs carry their class's vector N(0, $\\sigma^2 I$), "
+                 f"$\\sigma$ = {float(ds.attrs['class_channel_sigma']):.3g}; "
+                 "test inputs carry zeros", fontsize=10)
+    save(fig, out)

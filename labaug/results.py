@@ -1,0 +1,150 @@
+"""The result contract: xarray Datasets in netCDF, provenance attributes, and aggregation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+import labaug
+from labaug.config import Config
+from labaug.io import atomic_path
+
+PROVENANCE_KEYS = ("labaug_version", "git_commit", "config_sha256", "torch_version", "device",
+                   "created")
+
+
+def git_commit() -> str:
+    """The commit of the labaug checkout in use, or 'unknown' outside a git checkout."""
+    here = Path(labaug.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=10)
+    return commit + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def provenance(cfg: Config, seed: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """Attributes every result file carries (DESIGN.md): version, commit, config hash, ..."""
+    attrs: dict[str, Any] = {
+        "labaug_version": labaug.__version__,
+        "git_commit": git_commit(),
+        "config_sha256": cfg.sha256,
+        "torch_version": torch.__version__,
+        "device": device or cfg.device,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if seed is not None:
+        attrs["seed"] = int(seed)
+    return attrs
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
+    """Write a Dataset atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+
+
+def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Load a result file fully into memory and close it."""
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def select_method(ds: xr.Dataset, method: str) -> xr.Dataset:
+    """``ds`` at one method. (``ds.sel(method=...)`` would not work: ``method`` is a keyword of
+    ``Dataset.sel`` itself, so the dimension must be selected with a dict.)"""
+    return ds.sel({"method": method})
+
+
+def linear_job_dataset(
+    method: str,
+    seed: int,
+    hp_values: np.ndarray,
+    weights: np.ndarray,
+    variables: Mapping[str, tuple[np.ndarray, str]],
+    attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """One sweep's result: dims (method=1, hp, seed=1); ``variables`` maps name -> (values, long_name)."""
+    n_hp = len(hp_values)
+    data_vars: dict[str, Any] = {
+        name: (("method", "hp", "seed"), np.asarray(vals, dtype=np.float64).reshape(1, n_hp, 1),
+               {"long_name": long_name})
+        for name, (vals, long_name) in variables.items()
+    }
+    data_vars["weight"] = (
+        ("method", "hp", "seed", "feature"), weights[None, :, None, :],
+        {"long_name": "final weight vector w of sigma(w . x)"},
+    )
+    return xr.Dataset(
+        data_vars,
+        coords={
+            "method": [method],
+            "hp": np.arange(n_hp),
+            "seed": [int(seed)],
+            "feature": np.arange(weights.shape[-1]),
+            "hp_value": (("method", "hp"), np.asarray(hp_values, dtype=np.float64)[None, :],
+                         {"long_name": "the method's hyperparameter (lambda, a or alpha)"}),
+        },
+        attrs=dict(attrs),
+    )
+
+
+def resnet_job_dataset(
+    method: str,
+    seed: int,
+    epochs: np.ndarray,
+    variables: Mapping[str, tuple[np.ndarray, str]],
+    attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """One ResNet run: dims (method=1, seed=1, epoch); ``variables``: name -> (values, name)."""
+    n = len(epochs)
+    data_vars: dict[str, Any] = {
+        name: (("method", "seed", "epoch"), np.asarray(vals, dtype=np.float64).reshape(1, 1, n),
+               {"long_name": long_name})
+        for name, (vals, long_name) in variables.items()
+    }
+    return xr.Dataset(
+        data_vars,
+        coords={"method": [method], "seed": [int(seed)],
+                "epoch": ("epoch", np.asarray(epochs, dtype=np.int64),
+                          {"long_name": "training epoch (1-based; metrics at its end)"})},
+        attrs=dict(attrs),
+    )
+
+
+def aggregate(datasets: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Combine per-job Datasets by their coordinates (method, seed, ...); drop the per-job seed."""
+    combined = xr.combine_by_coords(list(datasets), combine_attrs="drop_conflicts",
+                                    join="outer", coords="different", compat="no_conflicts")
+    assert isinstance(combined, xr.Dataset)
+    order = [d for d in ("method", "hp", "seed", "epoch", "feature") if d in combined.dims]
+    combined = combined.transpose(*order, *[d for d in combined.dims if d not in order])
+    combined.attrs = {k: v for k, v in combined.attrs.items() if k != "seed"}
+    return combined
+
+
+def aggregate_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                    methods: Sequence[str] | None = None) -> xr.Dataset:
+    """Read per-job files, combine them, keep ``methods`` order, and write ``out`` atomically."""
+    parts = [read_netcdf(p) for p in paths]
+    first = parts[0].attrs
+    combined = aggregate(parts)
+    if methods is not None:
+        combined = combined.sel({"method": list(methods)})
+    combined.attrs.update({k: first[k] for k in PROVENANCE_KEYS if k in first})
+    combined.attrs["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    combined.attrs["seeds"] = np.asarray(combined["seed"].values, dtype=np.int64)
+    write_netcdf(combined, out)
+    return combined

@@ -1,0 +1,189 @@
+"""Config validation against the JSON schema, with messages that name the offending key."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.yaml"
+
+_BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+_TYPE_NAMES = {
+    "number": "a number",
+    "integer": "an integer",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration violates the schema; the message lists every offending key."""
+
+
+def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML (or JSON) schema file."""
+    with open(path) as fh:
+        schema: dict[str, Any] = yaml.safe_load(fh)
+    return schema
+
+
+def key_path(path: Iterable[Any]) -> str:
+    """A config key path as written in YAML terms: ``grids.mixup.low``, ``seeds[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _fmt(value: Any) -> str:
+    """A config value as the user wrote it in YAML."""
+    if isinstance(value, str):
+        return repr(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000)
+    return text.strip().removesuffix("...").strip()
+
+
+def allowed_range(schema: Mapping[str, Any]) -> str | None:
+    """The interval a numeric schema allows, like ``[0, 1)``; None when it has no bounds."""
+    if not any(k in schema for k in _BOUNDS):
+        return None
+    if "exclusiveMinimum" in schema:
+        low = f"({_num(schema['exclusiveMinimum'])}"
+    elif "minimum" in schema:
+        low = f"[{_num(schema['minimum'])}"
+    else:
+        low = "(-inf"
+    if "exclusiveMaximum" in schema:
+        high = f"{_num(schema['exclusiveMaximum'])})"
+    elif "maximum" in schema:
+        high = f"{_num(schema['maximum'])}]"
+    else:
+        high = "inf)"
+    return f"{low}, {high}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if isinstance(x, int | float) and float(x).is_integer() else str(x)
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    t = schema.get("type", [])
+    return [t] if isinstance(t, str) else list(t)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line for one schema violation, naming the key and what is allowed."""
+    path = list(error.absolute_path)
+    key = key_path(path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    kind = error.validator
+    value = error.instance
+    if kind in _BOUNDS:
+        rng = allowed_range(schema)
+        return f"{key} = {_fmt(value)} is out of range; allowed: {rng}"
+    if kind == "type":
+        names = " or ".join(_TYPE_NAMES.get(t, t) for t in _types(schema))
+        rng = allowed_range(schema)
+        extra = f" in {rng}" if rng else ""
+        return f"{key} = {_fmt(value)} must be {names}{extra}"
+    if kind == "enum":
+        options = ", ".join(str(o) for o in schema.get("enum", []))
+        return f"{key} = {_fmt(value)} is not allowed; choose from: {options}"
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        where = key_path([*path, missing[0]]) if len(missing) == 1 else key
+        names = ", ".join(missing)
+        return f"{where}: required key missing ({names})"
+    if kind == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        lines = []
+        for extra in sorted(k for k in value if k not in known):
+            close = difflib.get_close_matches(str(extra), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"{key_path([*path, extra])}: unknown key{hint} "
+                         f"(allowed: {', '.join(known)})")
+        if lines:
+            return "\n".join(lines)
+    if kind == "minItems":
+        n = error.validator_value
+        return f"{key} = {_fmt(value)} must list at least {n} item{'s' if n != 1 else ''}"
+    if kind == "maxItems":
+        return f"{key} = {_fmt(value)} must list at most {error.validator_value} items"
+    if kind == "uniqueItems":
+        return f"{key} = {_fmt(value)} must not repeat an item"
+    if kind == "pattern":
+        return f"{key} = {_fmt(value)} must match {error.validator_value}"
+    if kind == "minLength":
+        return f"{key} = {_fmt(value)} must not be empty"
+    return f"{key}: {error.message}"
+
+
+def _ordered(grid: Mapping[str, Any], low: str, high: str) -> bool:
+    a, b = grid.get(low), grid.get(high)
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return not numeric or float(a) <= float(b)  # type: ignore[arg-type]
+
+
+def _relations(config: Mapping[str, Any]) -> list[str]:
+    """Constraints between keys, which JSON schema cannot state."""
+    problems = []
+    grids = config.get("grids")
+    if isinstance(grids, Mapping):
+        for name, grid in grids.items():
+            if isinstance(grid, Mapping) and not _ordered(grid, "low", "high"):
+                problems.append(f"grids.{name}: low = {_fmt(grid['low'])} exceeds "
+                                f"high = {_fmt(grid['high'])}; allowed: low <= high")
+    synthetic = config.get("synthetic")
+    if isinstance(synthetic, Mapping) and not _ordered(synthetic, "u_low", "u_high"):
+        problems.append(f"synthetic: u_low = {_fmt(synthetic['u_low'])} exceeds u_high = "
+                        f"{_fmt(synthetic['u_high'])}; allowed: u_low <= u_high")
+    return problems
+
+
+def _finite(value: Any, path: Sequence[Any]) -> list[str]:
+    """NaN and inf pass JSON schema's number checks; name them here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{key_path(path)} = {value} must be a finite number"]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _finite(v, [*path, k])]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in _finite(v, [*path, i])]
+    return []
+
+
+def config_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``config``, one line each, naming the key; empty when valid."""
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(dict(config)),
+                    key=lambda e: (key_path(e.absolute_path), str(e.validator)))
+    problems = [_describe(e) for e in errors]
+    problems += _finite(dict(config), [])
+    if not problems:
+        problems = _relations(config)
+    return problems
+
+
+def validate_config(config: Mapping[str, Any],
+                    schema: str | os.PathLike[str] | Mapping[str, Any] = SCHEMA_PATH) -> None:
+    """Raise ConfigError listing every key of ``config`` that the schema rejects."""
+    loaded = schema if isinstance(schema, Mapping) else load_schema(schema)
+    problems = config_errors(config, loaded)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in "\n".join(problems).splitlines())
+        raise ConfigError(
+            f"invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}"
+            f"); fix these keys in config.yaml or your --configfile:\n{lines}")

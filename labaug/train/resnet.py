@@ -1,0 +1,301 @@
+"""The ResNet-18 trainer of Sec. 4.3: class channels built on the device, resumable every epoch.
+
+The whole (standardized) dataset lives on the training device as one tensor; a batch is taken by
+index and its class channels are concatenated there (`labaug.data.channels`). All three methods
+use one soft-target cross-entropy: weight decay is Adam's coupled L2 term, label smoothing turns the
+one-hot targets into (1 - a) onehot + a/K, and Mixup mixes whole inputs (image and class channels)
+and one-hot targets with Beta(alpha, alpha) weights, per example by default.
+
+On CUDA the model runs channels_last under bf16 autocast with fp32 weights; on CPU it runs in fp32
+and is bitwise reproducible. Every epoch ends with an atomic checkpoint (model, optimizer, every
+random generator, metrics so far); a rerun resumes from it and ends with the same numbers as an
+uninterrupted run. Random draws come from generators seeded by (seed, purpose) and made on the CPU,
+so the shuffling and Mixup draws are the same on every device; one host-to-device copy per epoch.
+
+Failure injection (for testing failure handling): the environment variable ``LABAUG_INJECT_NAN``
+holds comma-separated ``dataset:method:seed:epoch`` entries; the matching run turns its loss into
+NaN at the first step of that (1-based) epoch and so fails with `NonFiniteLossError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from labaug.config import Method, OptimConfig, ResNetConfig
+from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
+from labaug.io import atomic_path
+from labaug.losses import mix, one_hot, smooth, soft_cross_entropy
+from labaug.models import resnet18
+from labaug.rng import numpy_rng, torch_rng
+
+log = logging.getLogger(__name__)
+
+NAN_ENV = "LABAUG_INJECT_NAN"
+EVAL_BATCH = 1000
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or inf; the message names the run and the epoch."""
+
+
+@dataclass(frozen=True)
+class ResNetRun:
+    """One training job: a dataset, a label-augmentation method and a seed."""
+
+    dataset: str
+    method: Method
+    seed: int
+
+    def __str__(self) -> str:
+        """dataset=..., method=..., seed=..., as used in logs and errors."""
+        return f"dataset={self.dataset} method={self.method} seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class ResNetHistory:
+    """Per-epoch metrics of one run; epoch is 1-based."""
+
+    epoch: np.ndarray
+    test_error: np.ndarray
+    train_loss: np.ndarray
+    train_error: np.ndarray
+
+
+def checkpoint_path(output: str | os.PathLike[str], results_root: str = "results",
+                    checkpoint_root: str = "checkpoints") -> Path:
+    """results/resnet/{dataset}/{method}/seed{seed}.nc -> checkpoints/resnet/.../seed{seed}.pt."""
+    out = Path(output)
+    parts = list(out.parts)
+    if results_root in parts:
+        parts[parts.index(results_root)] = checkpoint_root
+        return Path(*parts).with_suffix(".pt")
+    return out.with_name(out.stem + ".ckpt.pt")
+
+
+def injected_nan_epoch(run: ResNetRun, env: Mapping[str, str] | None = None) -> int | None:
+    """The epoch at which ``LABAUG_INJECT_NAN`` asks this run to produce a NaN loss, if any."""
+    spec = (os.environ if env is None else env).get(NAN_ENV, "")
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        fields = entry.split(":")
+        if len(fields) != 4:
+            raise ValueError(f"{NAN_ENV} entry {entry!r} is not dataset:method:seed:epoch")
+        dataset, method, seed, epoch = fields
+        if (dataset, method, int(seed)) == (run.dataset, run.method, run.seed):
+            return int(epoch)
+    return None
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast (fp32 weights) on CUDA; plain fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class ResNetTrainer:
+    """Model, optimizer, device-resident data and generators of one run; one call per epoch."""
+
+    def __init__(
+        self, data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig,
+        *, mixup_per_batch: bool = False, device: str = "cpu", compile_model: bool = False,
+    ) -> None:
+        self.run, self.optim, self.resnet = run, optim, resnet
+        self.mixup_per_batch = mixup_per_batch
+        self.device = torch.device(device)
+        dev = self.device
+        self.cuda = dev.type == "cuda"
+        self.num_classes = data.num_classes
+        self.x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=dev)
+        self.y_train = torch.as_tensor(data.y_train, dtype=torch.int64, device=dev)
+        self.x_test = torch.as_tensor(data.x_test, dtype=torch.float32, device=dev)
+        self.y_test = torch.as_tensor(data.y_test, dtype=torch.int64, device=dev)
+        self.vectors = torch.as_tensor(data.class_vectors, dtype=torch.float32, device=dev)
+        self.n_train = len(data.y_train)
+
+        # The same initial model and data order for every method of a seed (paired comparison).
+        self.model: nn.Module = resnet18(data.in_channels, self.num_classes, resnet.width,
+                                         torch_rng(run.seed, "resnet", "init"), dev)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        decay = resnet.weight_decay if run.method == "weight_decay" else 0.0
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=optim.lr, betas=optim.betas,
+                                    eps=optim.eps, weight_decay=decay, fused=self.cuda or None)
+        self.forward: Callable[[Tensor], Tensor] = (
+            torch.compile(self.model) if compile_model else self.model)
+        self.order_rng = torch_rng(run.seed, "resnet", "order")
+        self.mixup_rng = numpy_rng(run.seed, "resnet", run.dataset, "mixup")
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly: weights, Adam, generators."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "order_rng": self.order_rng.get_state(),
+            "mixup_rng": self.mixup_rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.order_rng.set_state(state["order_rng"])
+        self.mixup_rng.bit_generator.state = state["mixup_rng"]
+
+    # -- batches ----------------------------------------------------------------------------
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """One epoch of augmented training batches (inputs, soft targets), built on the device."""
+        n, bs, k = self.n_train, self.optim.batch_size, self.num_classes
+        steps = math.ceil(n / bs)
+        order = torch.randperm(n, generator=self.order_rng).to(self.device, non_blocking=True)
+        method = self.run.method
+        lam = keys = None
+        if method == "mixup":
+            # All of the epoch's Mixup draws at once: one weight per example (or per batch) and
+            # random keys whose argsort is the partner permutation of each batch.
+            alpha = self.resnet.mixup_alpha
+            width = 1 if self.mixup_per_batch else bs
+            lam_np = self.mixup_rng.beta(alpha, alpha, size=(steps, width))
+            keys_np = self.mixup_rng.random(size=(steps, bs))
+            lam = torch.as_tensor(lam_np, dtype=torch.float32).to(self.device, non_blocking=True)
+            keys = torch.as_tensor(keys_np, dtype=torch.float32).to(self.device,
+                                                                     non_blocking=True)
+        for step in range(steps):
+            idx = order[step * bs:(step + 1) * bs]
+            b = len(idx)
+            if b < 2:   # BatchNorm cannot train on a single example
+                break
+            labels = self.y_train[idx]
+            x = with_class_channels(self.x_train[idx], labels, self.vectors)
+            t = one_hot(labels, k)
+            if method == "label_smoothing":
+                t = smooth(t, self.resnet.label_smoothing, k)
+            elif lam is not None and keys is not None:
+                perm = torch.argsort(keys[step, :b])
+                w = lam[step, :b] if not self.mixup_per_batch else lam[step].expand(b)
+                x = mix(x, w.view(b, 1, 1, 1), perm)
+                t = mix(t, w.view(b, 1), perm)
+            if self.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, t
+
+    def train_epoch(self, nan_at_start: bool = False) -> tuple[float, float]:
+        """Train one epoch; returns (mean training loss, training error) over its examples."""
+        self.model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        err_sum = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        for step, (x, t) in enumerate(self._batches()):
+            with _autocast(self.device):
+                logits = self.forward(x)
+            loss = soft_cross_entropy(logits.float(), t)
+            if nan_at_start and step == 0:
+                loss = loss * float("nan")
+            self.opt.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss)
+            self.opt.step()
+            b = len(t)
+            seen += b
+            loss_sum += loss.detach().to(torch.float64) * b
+            # Training error: predicted class vs the dominant class of the (augmented) target.
+            err_sum += (logits.detach().argmax(dim=1) != t.argmax(dim=1)).sum()
+        return loss_sum.item() / seen, err_sum.item() / seen
+
+    @torch.no_grad()
+    def test_error(self) -> float:
+        """Error on the test set, whose inputs carry all-zero class channels."""
+        self.model.eval()
+        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
+        for start in range(0, len(self.y_test), EVAL_BATCH):
+            x = with_zero_channels(self.x_test[start:start + EVAL_BATCH])
+            if self.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(self.device):
+                logits = self.forward(x)
+            wrong += (logits.argmax(dim=1) != self.y_test[start:start + EVAL_BATCH]).sum()
+        return wrong.item() / len(self.y_test)
+
+
+def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed (everything but the epoch count)."""
+    return {
+        "run": asdict(trainer.run), "optim": {**asdict(trainer.optim), "epochs": None},
+        "resnet": {k: v for k, v in asdict(trainer.resnet).items()
+                   if k not in ("datasets", "epochs")},
+        "mixup_per_batch": trainer.mixup_per_batch, "device": trainer.device.type,
+        "n_train": len(data.y_train), "n_test": len(data.y_test), "sigma": data.sigma,
+        "shape": list(data.x_train.shape[1:]),
+    }
+
+
+def train_resnet(
+    data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig, *,
+    epochs: int | None = None, mixup_per_batch: bool = False, device: str = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None, nan_epoch: int | None = None,
+    on_epoch: Callable[[int], None] | None = None, compile_model: bool = False,
+) -> ResNetHistory:
+    """Train one ResNet-18 run for ``epochs`` (default: the config's), resuming from ``checkpoint``.
+
+    ``on_epoch(epoch)`` is called after each epoch's checkpoint is written (tests use it to stop a
+    run part-way); ``nan_epoch`` injects a NaN loss at that 1-based epoch.
+    """
+    n_epochs = resnet.n_epochs(optim) if epochs is None else int(epochs)
+    trainer = ResNetTrainer(data, run, optim, resnet, mixup_per_batch=mixup_per_batch,
+                            device=device, compile_model=compile_model)
+    fingerprint = _fingerprint(trainer, data)
+    metrics: dict[str, list[float]] = {"test_error": [], "train_loss": [], "train_error": []}
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
+        if state.get("fingerprint") != fingerprint:
+            log.warning("%s: checkpoint %s is from different settings; starting afresh", run, ckpt)
+        elif state["epoch"] > n_epochs:
+            log.warning("%s: checkpoint %s is past epoch %d; starting afresh", run, ckpt, n_epochs)
+        else:
+            trainer.load_state_dict(state["trainer"])
+            metrics = {k: list(v) for k, v in state["metrics"].items()}
+            start = int(state["epoch"])
+            log.info("%s: resumed from %s after epoch %d", run, ckpt, start)
+
+    for epoch in range(start + 1, n_epochs + 1):
+        tic = time.perf_counter()
+        train_loss, train_error = trainer.train_epoch(nan_at_start=epoch == nan_epoch)
+        train_seconds = time.perf_counter() - tic
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({train_loss}) in ResNet run {run} at epoch {epoch}")
+        test_error = trainer.test_error()
+        metrics["test_error"].append(test_error)
+        metrics["train_loss"].append(train_loss)
+        metrics["train_error"].append(train_error)
+        if ckpt is not None:
+            payload = {"fingerprint": fingerprint, "epoch": epoch, "metrics": metrics,
+                       "trainer": trainer.state_dict()}
+            with atomic_path(ckpt) as tmp:
+                torch.save(payload, tmp)
+        seconds = time.perf_counter() - tic
+        log.info("%s epoch %d/%d: train loss %.4f, train error %.4f, test error %.4f "
+                 "(%.1f s, %.0f train img/s)", run, epoch, n_epochs, train_loss, train_error,
+                 test_error, seconds, trainer.n_train / max(train_seconds, 1e-9))
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    return ResNetHistory(
+        epoch=np.arange(1, n_epochs + 1),
+        test_error=np.asarray(metrics["test_error"], dtype=np.float64),
+        train_loss=np.asarray(metrics["train_loss"], dtype=np.float64),
+        train_error=np.asarray(metrics["train_error"], dtype=np.float64),
+    )

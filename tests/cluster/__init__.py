@@ -1,0 +1,1 @@
+"""Harnesses that start real cluster software (a one-node SLURM) for tests."""

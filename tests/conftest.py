@@ -1,0 +1,44 @@
+"""Shared fixtures: the repository root, the default config, and a small synthetic config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The suite runs on small CPUs; one thread keeps timings stable and numbers reproducible.
+torch.set_num_threads(1)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML file into a dict."""
+    with open(path) as fh:
+        data: dict[str, Any] = yaml.safe_load(fh)
+    return data
+
+
+def merged_config(*presets: str) -> dict[str, Any]:
+    """config.yaml with presets layered on top, merged the way Snakemake merges configfiles."""
+    config = load_yaml(REPO / "config.yaml")
+
+    def update(base: dict[str, Any], new: dict[str, Any]) -> None:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                update(base[key], value)
+            else:
+                base[key] = value
+
+    for name in presets:
+        update(config, load_yaml(REPO / "presets" / f"{name}.yaml"))
+    return config
+
+
+@pytest.fixture
+def repo() -> Path:
+    """The repository root."""
+    return REPO

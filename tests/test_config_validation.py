@@ -1,0 +1,184 @@
+"""Bad configs are rejected before any job runs, with a message naming the offending key."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labaug.schema import ConfigError, config_errors, load_schema, validate_config
+from tests.conftest import REPO, load_yaml, merged_config
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+# (name, config layered on top of config.yaml, key path the message must name,
+#  a fragment of the allowed values the message must state)
+BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("negative_weight_decay", {"grids": {"weight_decay": {"low": -0.01}}},
+     "grids.weight_decay.low", "[0, inf)"),
+    ("negative_resnet_weight_decay", {"resnet": {"weight_decay": -5e-4}},
+     "resnet.weight_decay", "[0, inf)"),
+    ("label_smoothing_one", {"grids": {"label_smoothing": {"high": 1.0}}},
+     "grids.label_smoothing.high", "[0, 1)"),
+    ("resnet_label_smoothing_above_one", {"resnet": {"label_smoothing": 1.5}},
+     "resnet.label_smoothing", "[0, 1)"),
+    ("negative_mixup_alpha", {"resnet": {"mixup_alpha": -1.0}},
+     "resnet.mixup_alpha", "[0, inf)"),
+    ("negative_mixup_grid", {"grids": {"mixup": {"low": -0.5}}},
+     "grids.mixup.low", "[0, inf)"),
+    ("unknown_dataset", {"image_datasets": ["cifar10", "svhn"]},
+     "image_datasets[1]", "cifar10, cifar100, fmnist"),
+    ("unknown_resnet_dataset", {"resnet": {"datasets": ["imagenet"]}},
+     "resnet.datasets[0]", "cifar10, cifar100, fmnist"),
+    ("unknown_method", {"methods": ["weight_decay", "cutmix"]},
+     "methods[1]", "weight_decay, label_smoothing, mixup"),
+    ("empty_seed_list", {"seeds": []}, "seeds", "at least 1 item"),
+    ("zero_grid_size", {"grids": {"mixup": {"size": 0}}}, "grids.mixup.size", "[1, inf)"),
+    ("non_numeric_learning_rate", {"optim": {"lr": "fast"}}, "optim.lr", "must be a number"),
+    ("unknown_device", {"device": "tpu"}, "device", "cpu, cuda"),
+    ("typo_top_level_key", {"seed": [0, 1]}, "seed", "did you mean 'seeds'"),
+    ("typo_nested_key", {"optim": {"epoch": 3}}, "optim.epoch", "did you mean 'epochs'"),
+    ("grid_low_above_high", {"grids": {"weight_decay": {"low": 0.2, "high": 0.1}}},
+     "grids.weight_decay", "low <= high"),
+]
+MISSING_KEY = ("low_noise", "low_noise", "required key missing")
+
+
+def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _object_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            yield path, node
+        for key, value in node.items():
+            yield from _object_nodes(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _object_nodes(value, f"{path}/{i}")
+
+
+# --- the schema itself ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("presets", [(), ("quick",), ("smoke",)], ids=["default", "quick", "smoke"])
+def test_shipped_configs_are_valid(presets: tuple[str, ...]) -> None:
+    assert config_errors(merged_config(*presets), SCHEMA) == []
+
+
+def test_every_object_in_the_schema_is_closed_and_every_key_typed() -> None:
+    nodes = list(_object_nodes(SCHEMA))
+    assert len(nodes) > 10
+    for path, node in nodes:
+        assert "additionalProperties" in node, f"{path} accepts unknown keys"
+        for key, prop in node.get("properties", {}).items():
+            assert "type" in prop or "$ref" in prop or "enum" in prop, f"{path}/{key} untyped"
+
+
+def test_every_key_of_config_yaml_is_required() -> None:
+    config = load_yaml(REPO / "config.yaml")
+    assert set(SCHEMA["required"]) == set(config)
+    for section in ("optim", "synthetic", "theory", "image", "data_sources", "resnet"):
+        required = set(SCHEMA["properties"][section]["required"])
+        assert required == set(config[section]), section
+
+
+# --- the messages (fast, no Snakemake) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "override", "key", "allowed"), BAD_CONFIGS,
+                         ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_is_named(name: str, override: dict[str, Any], key: str, allowed: str) -> None:
+    config = _merge(merged_config(), override)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config, SCHEMA)
+    message = str(info.value)
+    assert f"- {key}" in message, message
+    assert allowed in message, message
+
+
+def test_missing_key_is_named() -> None:
+    config = merged_config()
+    del config["low_noise"]
+    del config["optim"]["eps"]
+    problems = config_errors(config, SCHEMA)
+    assert "low_noise: required key missing (low_noise)" in problems
+    assert "optim.eps: required key missing (eps)" in problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    config = _merge(merged_config(), {"device": "tpu", "seeds": [], "optim": {"lr": -1}})
+    problems = config_errors(config, SCHEMA)
+    assert len(problems) == 3
+    assert [p.split(" ")[0] for p in problems] == ["device", "optim.lr", "seeds"]
+
+
+def test_nan_is_rejected() -> None:
+    config = _merge(merged_config(), {"low_noise": float("nan")})
+    assert config_errors(config, SCHEMA) == ["low_noise = nan must be a finite number"]
+
+
+# --- through Snakemake: `snakemake -n` stops before any job ------------------------------------
+
+
+def _dry_run(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile"
+             ) -> tuple[subprocess.CompletedProcess[str], float]:
+    cmd = [SNAKEMAKE, "-n", "-s", str(snakefile), "-d", str(workdir), *args]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - start
+
+
+def _assert_rejected(proc: subprocess.CompletedProcess[str], seconds: float, workdir: Path,
+                     key: str, allowed: str) -> None:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "ConfigError" in out, out
+    assert f"- {key}" in out, out
+    assert allowed in out, out
+    assert "Job stats" not in out, out
+    assert seconds < 60, f"took {seconds:.1f} s"
+    made = {p.name for p in workdir.iterdir()} - {".snakemake", "bad.yaml", "config.yaml",
+                                                  "Snakefile", "workflow"}
+    assert not made, f"files appeared before validation: {made}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "override", "key", "allowed"), BAD_CONFIGS,
+                         ids=[c[0] for c in BAD_CONFIGS])
+def test_snakemake_rejects_bad_config(tmp_path: Path, name: str, override: dict[str, Any],
+                                      key: str, allowed: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(override))
+    proc, seconds = _dry_run(tmp_path, "--configfile", str(bad))
+    _assert_rejected(proc, seconds, tmp_path, key, allowed)
+
+
+@pytest.mark.slow
+def test_snakemake_rejects_missing_required_key(tmp_path: Path) -> None:
+    # Snakemake merges --configfile into config.yaml, so a key can only go missing from
+    # config.yaml itself: use a copy of the workflow whose config.yaml lacks one.
+    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
+    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
+    config = load_yaml(REPO / "config.yaml")
+    removed, key, allowed = MISSING_KEY
+    del config[removed]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc, seconds = _dry_run(tmp_path, "--workflow-profile", "none",
+                             snakefile=tmp_path / "Snakefile")
+    _assert_rejected(proc, seconds, tmp_path, key, allowed)

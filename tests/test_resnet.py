@@ -1,0 +1,250 @@
+"""ResNet-18 with class channels: model, losses, the augmented batches, fitting, resuming, NaNs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models.resnet import BasicBlock
+
+from labaug.config import Method, OptimConfig, ResNetConfig
+from labaug.data.channels import ClassChannelData, class_channel_data
+from labaug.data.raw import RawImages
+from labaug.losses import mix, one_hot, smooth, soft_cross_entropy
+from labaug.models import CifarResNet18, resnet18
+from labaug.rng import torch_rng
+from labaug.train.resnet import (
+    NonFiniteLossError,
+    ResNetRun,
+    ResNetTrainer,
+    checkpoint_path,
+    injected_nan_epoch,
+    train_resnet,
+)
+
+torch.set_num_threads(1)
+
+METHODS: tuple[Method, ...] = ("weight_decay", "label_smoothing", "mixup")
+
+
+def separable_raw(n_train: int = 240, n_test: int = 120, k: int = 3, seed: int = 0) -> RawImages:
+    """Noise images where class j has a bright band in rows 2j, 2j+1: trivially separable."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, k, n).astype(np.int64)
+        x = rng.integers(0, 100, (n, 1, 8, 8)).astype(np.uint8)
+        for j in range(k):
+            x[y == j, 0, 2 * j:2 * j + 2, :] = 250
+        return x, y
+
+    (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
+    return RawImages(xtr, ytr, xte, yte, tuple(f"c{j}" for j in range(k)))
+
+
+@pytest.fixture(scope="module")
+def data() -> ClassChannelData:
+    return class_channel_data(separable_raw(), "gen", 0)
+
+
+OPTIM = OptimConfig(batch_size=60, epochs=3)
+TINY = ResNetConfig(datasets=("gen",), width=4)
+
+
+# -- model -----------------------------------------------------------------------------------
+
+def test_model_is_cifar_resnet18_from_torchvision_blocks() -> None:
+    m = resnet18(6, 10, 8, torch_rng(0, "init"))
+    assert m.conv1.kernel_size == (3, 3) and m.conv1.stride == (1, 1)
+    assert m.conv1.in_channels == 6 and isinstance(m.maxpool, torch.nn.Identity)
+    widths = [layer[0].conv1.out_channels for layer in (m.layer1, m.layer2, m.layer3, m.layer4)]
+    assert widths == [8, 16, 32, 64]
+    assert all(len(layer) == 2 and all(isinstance(b, BasicBlock) for b in layer)
+               for layer in (m.layer1, m.layer2, m.layer3, m.layer4))
+    assert m.fc.out_features == 10
+    assert m(torch.zeros(2, 6, 32, 32)).shape == (2, 10)
+    # The standard width: 11.17M parameters, as the usual CIFAR ResNet-18 (built without memory).
+    with torch.device("meta"):
+        full = CifarResNet18(6, 10, 64)
+    assert sum(p.numel() for p in full.parameters()) == 11_175_690
+
+
+def test_model_init_is_seeded() -> None:
+    a = resnet18(2, 3, 4, torch_rng(0, "init")).state_dict()
+    b = resnet18(2, 3, 4, torch_rng(0, "init")).state_dict()
+    c = resnet18(2, 3, 4, torch_rng(1, "init")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+    assert torch.equal(a["bn1.running_var"], torch.ones(4))
+
+
+# -- losses, by hand --------------------------------------------------------------------------
+
+def test_soft_cross_entropy_hand_values() -> None:
+    logits = torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, -1.0]], dtype=torch.float64)
+    onehot = one_hot(torch.tensor([1, 0]), 3).to(torch.float64)
+    # row 0: -log(1/3); row 1: -log(e^2 / (e^2 + 1 + e^-1))
+    z = np.exp(2.0) + 1.0 + np.exp(-1.0)
+    expected = (np.log(3.0) + (np.log(z) - 2.0)) / 2
+    assert soft_cross_entropy(logits, onehot).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_label_smoothing_hand_values() -> None:
+    t = smooth(one_hot(torch.tensor([2]), 4).to(torch.float64), 0.1, 4)
+    torch.testing.assert_close(t, torch.tensor([[0.025, 0.025, 0.925, 0.025]],
+                                               dtype=torch.float64))
+    logits = torch.tensor([[1.0, -0.5, 0.3, 2.0]], dtype=torch.float64)
+    logp = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    by_hand = -(0.025 * (logp[0, 0] + logp[0, 1] + logp[0, 3]) + 0.925 * logp[0, 2])
+    loss = soft_cross_entropy(logits, t)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-12)
+    ref = F.cross_entropy(logits, torch.tensor([2]), label_smoothing=0.1)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_mixup_hand_values() -> None:
+    x = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    t = one_hot(torch.tensor([0, 1]), 2)
+    lam = torch.tensor([[0.25], [0.5]])
+    perm = torch.tensor([1, 0])
+    torch.testing.assert_close(mix(x, lam, perm), torch.tensor([[2.5, 4.25], [2.0, 3.5]]))
+    torch.testing.assert_close(mix(t, lam, perm), torch.tensor([[0.25, 0.75], [0.5, 0.5]]))
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    q = mix(t.to(torch.float64), lam.to(torch.float64), perm)
+    lse = np.log(1 + np.e)
+    by_hand = (0.25 * lse + 0.75 * (lse - 1) + 0.5 * (lse - 1) + 0.5 * lse) / 2
+    assert soft_cross_entropy(logits, q).item() == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_weight_decay_is_adams_coupled_l2() -> None:
+    """One Adam(weight_decay=l) step equals one plain Adam step on loss + l/2 ||w||^2."""
+    w0 = torch.tensor([0.5, -1.5, 2.0], dtype=torch.float64)
+    g = torch.tensor([0.1, 0.2, -0.3], dtype=torch.float64)
+    lam, lr = 5e-4, 1e-3
+    w = w0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, weight_decay=lam)
+    torch.autograd.backward((w * g).sum())
+    opt.step()
+    # By hand: the first Adam step moves each coordinate by -lr * sign(grad) (bias-corrected).
+    grad = g + lam * w0
+    expected = w0 - lr * grad / (grad.abs() + 1e-8)
+    torch.testing.assert_close(w.detach(), expected, rtol=0, atol=1e-12)
+
+
+# -- the augmented batches --------------------------------------------------------------------
+
+def _batches(data: ClassChannelData, method: Method, per_batch: bool = False
+             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    tr = ResNetTrainer(data, ResNetRun("gen", method, 0), OPTIM, TINY, mixup_per_batch=per_batch)
+    return list(tr._batches())
+
+
+def test_batches_cover_the_training_set_with_the_right_class_channels(
+        data: ClassChannelData) -> None:
+    v = torch.as_tensor(data.class_vectors)
+    for method in ("weight_decay", "label_smoothing"):
+        batches = _batches(data, method)
+        assert len(batches) == 4 and all(x.shape == (60, 2, 8, 8) for x, _ in batches)
+        xs = torch.cat([x for x, _ in batches])
+        ys = torch.cat([t.argmax(dim=1) for _, t in batches])
+        # Every training image appears once, with the vector of its own class.
+        assert sorted(xs[:, 0].sum(dim=(1, 2)).tolist()) == pytest.approx(
+            sorted(torch.as_tensor(data.x_train)[:, 0].sum(dim=(1, 2)).tolist()), rel=1e-5)
+        torch.testing.assert_close(xs[:, 1:], v[ys], rtol=0, atol=0)
+        t = torch.cat([t for _, t in batches])
+        top = 0.9 + 0.1 / 3 if method == "label_smoothing" else 1.0
+        torch.testing.assert_close(t.max(dim=1).values, torch.full((240,), top))
+
+
+@pytest.mark.parametrize("per_batch", [False, True])
+def test_mixup_mixes_whole_inputs_and_targets(data: ClassChannelData, per_batch: bool) -> None:
+    v = torch.as_tensor(data.class_vectors)
+    for x, t in _batches(data, "mixup", per_batch):
+        # The class channels are linear in the one-hot target, so a mixed input's class
+        # channels equal sum_k q_k v_k for its mixed target q.
+        torch.testing.assert_close(x[:, 1:], torch.einsum("bk,kchw->bchw", t, v),
+                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(t.sum(dim=1), torch.ones(len(t)))
+        weights = t.max(dim=1).values
+        spread = weights.max() - weights.min()
+        if per_batch:
+            pure = weights > 1 - 1e-6        # partner of the same class: target stays one-hot
+            assert (weights[~pure].max() - weights[~pure].min()).item() < 1e-6
+        else:
+            assert spread.item() > 0.1
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def test_fits_a_trivially_separable_task() -> None:
+    # sigma = 0: the class channels carry nothing, so the band is the only thing to learn.
+    d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
+    h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), OptimConfig(batch_size=60, epochs=8),
+                     ResNetConfig(width=4))
+    assert h.train_loss[-1] < 0.5 * h.train_loss[0]
+    assert h.train_error[-1] <= 0.02
+    assert h.test_error[-1] <= 0.05
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_killed_run_resumes_to_identical_metrics(
+        data: ClassChannelData, method: Method, tmp_path: Path) -> None:
+    run = ResNetRun("gen", method, 1)
+    whole = train_resnet(data, run, OPTIM, TINY, checkpoint=tmp_path / "a.pt")
+
+    def kill_after_two(epoch: int) -> None:
+        if epoch == 2:
+            raise _Killed
+
+    ckpt = tmp_path / "b.pt"
+    with pytest.raises(_Killed):
+        train_resnet(data, run, OPTIM, TINY, checkpoint=ckpt, on_epoch=kill_after_two)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    resumed = train_resnet(data, run, OPTIM, TINY, checkpoint=ckpt)
+    for name in ("test_error", "train_loss", "train_error"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
+    np.testing.assert_array_equal(resumed.epoch, [1, 2, 3])
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["trainer"]["model"]
+    b = torch.load(ckpt, weights_only=True)["trainer"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(
+        data: ClassChannelData, tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.pt"
+    run = ResNetRun("gen", "weight_decay", 0)
+    train_resnet(data, run, OPTIM, TINY, checkpoint=ckpt, epochs=1)
+    fresh = train_resnet(data, run, OPTIM, ResNetConfig(width=2), epochs=1)
+    other = train_resnet(data, run, OPTIM, ResNetConfig(width=2), epochs=1, checkpoint=ckpt)
+    np.testing.assert_array_equal(other.train_loss, fresh.train_loss)
+
+
+def test_injected_nan_names_the_run_and_epoch(data: ClassChannelData, tmp_path: Path) -> None:
+    run = ResNetRun("gen", "mixup", 2)
+    env = {"LABAUG_INJECT_NAN": "gen:weight_decay:2:1, gen:mixup:2:2"}
+    epoch = injected_nan_epoch(run, env)
+    assert epoch == 2
+    assert injected_nan_epoch(ResNetRun("gen", "mixup", 3), env) is None
+    assert injected_nan_epoch(run, {}) is None
+    with pytest.raises(ValueError, match="LABAUG_INJECT_NAN"):
+        injected_nan_epoch(run, {"LABAUG_INJECT_NAN": "gen:mixup"})
+    ckpt = tmp_path / "n.pt"
+    with pytest.raises(NonFiniteLossError,
+                       match=r"dataset=gen method=mixup seed=2 at epoch 2"):
+        train_resnet(data, run, OPTIM, TINY, nan_epoch=epoch, checkpoint=ckpt)
+    # The failed epoch wrote no checkpoint: the last good one (epoch 1) is kept.
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+
+
+def test_checkpoint_path_mirrors_the_result_path() -> None:
+    assert checkpoint_path("results/resnet/fmnist/mixup/seed3.nc") == Path(
+        "checkpoints/resnet/fmnist/mixup/seed3.pt")
+    assert checkpoint_path("/x/results/resnet/c/wd/seed0.nc") == Path(
+        "/x/checkpoints/resnet/c/wd/seed0.pt")

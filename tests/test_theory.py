@@ -1,0 +1,232 @@
+"""Exact minimizers of the population losses (Theorems 3.1-3.4, Corollary 3.2)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize as scipy_minimize
+from scipy.special import expit
+
+from labaug import theory
+from labaug.config import SyntheticConfig
+from labaug.losses import binary_cross_entropy, mix, smooth, weight_decay_penalty
+
+torch.set_num_threads(1)
+
+SYN = SyntheticConfig()
+LOW_NOISE = 0.1
+D = SYN.d
+WD_GRID = np.linspace(0.0, 0.1, 20)[1:]
+LS_GRID = np.linspace(0.0, 0.1, 20)[1:]
+HIGH, LOW = slice(D, 2 * D), slice(0, D)
+
+
+def test_sum_of_uniforms_quadrature_is_exact_for_moments() -> None:
+    x, w = theory.sum_of_uniforms_quadrature(D, 1.0, 5.0, 8)
+    assert w.sum() == pytest.approx(1.0, abs=1e-13)
+    assert x @ w == pytest.approx(D * 3.0, rel=1e-13)
+    assert (x - 15.0) ** 2 @ w == pytest.approx(D * 16.0 / 12.0, rel=1e-12)
+    # fourth central moment of a sum of i.i.d. uniforms: d mu4 + 3 d (d - 1) sigma^4
+    mu4, var = 16.0**2 / 80.0, 16.0 / 12.0
+    assert (x - 15.0) ** 4 @ w == pytest.approx(D * mu4 + 3 * D * (D - 1) * var**2, rel=1e-12)
+    assert np.all(w > 0) and x.min() > 5.0 and x.max() < 25.0
+
+
+@pytest.mark.parametrize("a", LS_GRID[[0, 9, 18]])
+def test_theorem_3_3_label_smoothing_has_no_high_variance_weight(a: float) -> None:
+    sol = theory.label_smoothing_minimizer(SYN, "zero", LOW_NOISE, a)
+    assert sol.grad_norm <= 1e-8
+    assert sol.w_high_norm <= 1e-6
+    np.testing.assert_allclose(sol.theta, theory.label_smoothing_closed_form(SYN, a),
+                               rtol=1e-9, atol=1e-9)
+    # sigma(w . x) = 1 - a/2 on every positive point of an independent sample
+    x, y = theory.sample_points(SYN, 2000, 7, "zero", LOW_NOISE)
+    prob = expit(x[y > 0] @ sol.weight(D))
+    np.testing.assert_allclose(prob, 1.0 - a / 2.0, rtol=0, atol=1e-9)
+
+
+def test_label_smoothing_low_variance_keeps_little_high_weight() -> None:
+    # Appendix B: with a noisy low block the minimizer is no longer exactly zero on the high
+    # block, but it stays far below weight decay's.
+    for a in LS_GRID[[0, 18]]:
+        sol = theory.label_smoothing_minimizer(SYN, "low", LOW_NOISE, a)
+        assert sol.grad_norm <= 1e-8
+        assert 0 < sol.w_high_norm < 0.05 * sol.w_low_norm
+
+
+@pytest.mark.parametrize("variance", ["zero", "low"])
+def test_theorem_3_1_weight_decay_keeps_high_variance_weight(variance: str) -> None:
+    for lam in WD_GRID:
+        sol = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, lam)  # type: ignore[arg-type]
+        assert sol.grad_norm <= 1e-8
+        assert sol.w_high_norm > 0.1
+        assert sol.w_high_norm > sol.w_low_norm
+    # more decay, smaller weights
+    small = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, WD_GRID[0])  # type: ignore[arg-type]
+    large = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, WD_GRID[-1])  # type: ignore[arg-type]
+    assert small.w_high_norm > large.w_high_norm
+
+
+def _monte_carlo_weight_decay(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Independent check: the full 2d-dim problem on a sample, scipy L-BFGS-B, no symmetry."""
+    margin = x * y[:, None]
+
+    def fun(w: np.ndarray) -> tuple[float, np.ndarray]:
+        m = margin @ w
+        loss = np.logaddexp(0.0, -m).mean() + 0.5 * lam * w @ w
+        grad = -(margin * expit(-m)[:, None]).mean(axis=0) + lam * w
+        return float(loss), grad
+
+    res = scipy_minimize(fun, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B",
+                         options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 1000})
+    return np.asarray(res.x)
+
+
+@pytest.mark.parametrize("variance", ["zero", "low"])
+def test_weight_decay_agrees_with_independent_monte_carlo(variance: str) -> None:
+    x, y = theory.sample_points(SYN, 100_000, 123, variance, LOW_NOISE)  # type: ignore[arg-type]
+    for lam in WD_GRID[[0, 9, 18]]:
+        exact = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, lam)  # type: ignore[arg-type]
+        w_mc = _monte_carlo_weight_decay(x, y, lam)
+        assert np.linalg.norm(w_mc[HIGH]) == pytest.approx(exact.w_high_norm, rel=0.01)
+        assert np.linalg.norm(w_mc[LOW]) == pytest.approx(exact.w_low_norm, rel=0.02)
+        assert np.linalg.norm(w_mc - exact.weight(D)) < 0.02 * np.linalg.norm(exact.weight(D))
+
+
+def _mixup_high_norms(n: int, seeds: range, alphas: tuple[float, ...]) -> np.ndarray:
+    out = []
+    for seed in seeds:
+        x, y = theory.sample_points(SYN, n, seed, "zero", LOW_NOISE)
+        sample = theory.mixup_sample(x, y, D, seed, "zero")
+        out.append([theory.mixup_minimizer(sample, a).w_high_norm for a in alphas])
+    return np.array(out)
+
+
+def test_theorem_3_4_mixup_high_weight_small_and_shrinking_with_sample() -> None:
+    alphas = (0.2, 0.5, 1.0)
+    small = _mixup_high_norms(1_000, range(4), alphas)
+    large = _mixup_high_norms(100_000, range(4), alphas)
+    assert large.max() < 0.03
+    assert large.mean() < 0.5 * small.mean()
+    # the exact (quadrature) minimizer of the zero-variance Mixup loss: no high-block weight
+    for alpha in alphas:
+        exact = theory.solve(theory.mixup_quadrature_design(SYN, alpha, 8, 24))
+        assert exact.grad_norm <= 1e-8
+        assert exact.w_high_norm <= 1e-9
+        assert exact.w_low_norm > 1.0
+
+
+@pytest.mark.parametrize("alpha", [0.0526, 1.0])
+def test_mixup_quadrature_agrees_with_sample(alpha: float) -> None:
+    exact = theory.solve(theory.mixup_quadrature_design(SYN, alpha, 8, 24))
+    x, y = theory.sample_points(SYN, 200_000, 5, "zero", LOW_NOISE)
+    mc = theory.mixup_minimizer(theory.mixup_sample(x, y, D, 5, "zero"), alpha)
+    assert mc.grad_norm <= 1e-8
+    assert mc.w_low_norm == pytest.approx(exact.w_low_norm, rel=0.02)
+    assert mc.w_high_norm < 0.03
+
+
+def test_solution_stable_when_sample_or_nodes_double() -> None:
+    for variance in ("zero", "low"):
+        x, y = theory.sample_points(SYN, 100_000, 11, variance, LOW_NOISE)  # type: ignore[arg-type]
+        x2, y2 = theory.sample_points(SYN, 200_000, 11, variance, LOW_NOISE)  # type: ignore[arg-type]
+        one = theory.mixup_minimizer(theory.mixup_sample(x, y, D, 11, variance), 0.5)
+        two = theory.mixup_minimizer(theory.mixup_sample(x2, y2, D, 11, variance), 0.5)
+        assert np.linalg.norm(one.theta - two.theta) < 0.01 * np.linalg.norm(two.theta)
+        for target in (1.0, 0.95):
+            coarse = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 16),  # type: ignore[arg-type]
+                                  0.05 if target == 1.0 else 0.0)
+            fine = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 32),  # type: ignore[arg-type]
+                                0.05 if target == 1.0 else 0.0)
+            np.testing.assert_allclose(coarse.theta, fine.theta, rtol=0, atol=1e-10)
+    coarse = theory.solve(theory.mixup_quadrature_design(SYN, 0.3, 6, 16))
+    fine = theory.solve(theory.mixup_quadrature_design(SYN, 0.3, 12, 32))
+    np.testing.assert_allclose(coarse.theta, fine.theta, rtol=0, atol=1e-8)
+
+
+def _symmetrized(x: np.ndarray) -> np.ndarray:
+    """Copies of a sample under every cyclic shift of each block's coordinates (d * d copies)."""
+    copies = [np.concatenate([np.roll(x[:, LOW], a, axis=1), np.roll(x[:, HIGH], b, axis=1)],
+                             axis=1) for a in range(D) for b in range(D)]
+    return np.concatenate(copies, axis=0)
+
+
+def _full_gradient(method: str, hp: float, w: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   lam: np.ndarray | None = None, perm: np.ndarray | None = None) -> np.ndarray:
+    """The trainer's own loss (labaug.losses) in 2d dims, differentiated by autograd."""
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    logits = torch.as_tensor(x) @ wt
+    t = (torch.as_tensor(y) + 1.0) / 2.0
+    if method == "label_smoothing":
+        t = smooth(t, hp, 2)
+    if method == "mixup":
+        assert lam is not None and perm is not None
+        lam_t, perm_t = torch.as_tensor(lam), torch.as_tensor(perm)
+        logits, t = mix(logits, lam_t, perm_t), mix(t, lam_t, perm_t)
+    loss = binary_cross_entropy(logits, t).mean()
+    if method == "weight_decay":
+        loss = loss + weight_decay_penalty(wt, torch.tensor(hp, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(loss, wt)
+    return grad.numpy()
+
+
+@pytest.mark.parametrize("variance", ["zero", "low"])
+def test_full_gradient_vanishes_at_reduced_solution(variance: str) -> None:
+    """Solving in (theta_low, theta_high) solves the full problem on the symmetrized sample."""
+    n = 400
+    x, y = theory.sample_points(SYN, n, 3, variance, LOW_NOISE)  # type: ignore[arg-type]
+    xs = _symmetrized(x)
+    ys = np.tile(y, D * D)
+    points = theory.reduce_points(x, D)
+    sample = theory.mixup_sample(x, y, D, 3, variance)
+    lam = theory.mixup_weights(sample.uniforms, 0.4)
+    perm = np.concatenate([sample.partner + c * n for c in range(D * D)])
+    cases = [
+        ("weight_decay", 0.02, theory.solve(theory.margin_design_sample(points, y, 1.0), 0.02)),
+        ("label_smoothing", 0.05,
+         theory.solve(theory.margin_design_sample(points, y, 1.0 - 0.025))),
+        ("mixup", 0.4, theory.mixup_minimizer(sample, 0.4)),
+    ]
+    for method, hp, sol in cases:
+        kwargs = {"lam": np.tile(lam, D * D), "perm": perm} if method == "mixup" else {}
+        grad = _full_gradient(method, hp, sol.weight(D), xs, ys, **kwargs)
+        assert sol.grad_norm <= 1e-9
+        assert np.linalg.norm(grad) <= 1e-8, method
+        assert np.linalg.norm(grad) == pytest.approx(sol.grad_norm, abs=1e-10)
+        # not vacuous: away from the solution the same gradient is far from zero
+        off = _full_gradient(method, hp, sol.weight(D) * 1.05, xs, ys, **kwargs)
+        assert np.linalg.norm(off) > 1e-4, method
+        # and on the raw (unsymmetrized) sample it is small but not zero (sampling noise)
+        raw = _full_gradient(method, hp, sol.weight(D), x, y,
+                             **({"lam": lam, "perm": sample.partner} if method == "mixup"
+                                else {}))
+        assert np.linalg.norm(raw) < 0.05
+
+
+@pytest.mark.parametrize("variance", ["zero", "low"])
+def test_corollary_3_2_max_margin_matches_closed_form(variance: str) -> None:
+    w = theory.max_margin(SYN, variance, LOW_NOISE)  # type: ignore[arg-type]
+    closed = theory.max_margin_closed_form(SYN, variance, LOW_NOISE)  # type: ignore[arg-type]
+    np.testing.assert_allclose(w, closed, rtol=0, atol=1e-8)
+    g = SYN.gamma * (1 - LOW_NOISE) if variance == "low" else SYN.gamma
+    assert np.linalg.norm(closed[HIGH]) == pytest.approx(1 / (math.sqrt(D) * (1 + g * g)))
+    assert np.linalg.norm(closed[LOW]) == pytest.approx(g / (math.sqrt(D) * (1 + g * g)))
+    assert np.linalg.norm(w[HIGH]) > np.linalg.norm(w[LOW])
+    # feasible with margin exactly 1 on the support; any random support point has margin >= 1
+    margins = theory.support_vertices(SYN, variance, LOW_NOISE) @ w  # type: ignore[arg-type]
+    assert margins.min() == pytest.approx(1.0, abs=1e-9)
+    x, y = theory.sample_points(SYN, 5000, 1, variance, LOW_NOISE)  # type: ignore[arg-type]
+    assert ((x * y[:, None]) @ w).min() >= 1.0 - 1e-9
+
+
+def test_weight_decay_direction_tends_to_max_margin() -> None:
+    mm = theory.max_margin_closed_form(SYN, "zero", LOW_NOISE)
+    mm = mm / np.linalg.norm(mm)
+    cosines = []
+    for lam in (0.1, 0.01, 0.001):
+        w = theory.weight_decay_minimizer(SYN, "zero", LOW_NOISE, lam).weight(D)
+        cosines.append(float(w @ mm / np.linalg.norm(w)))
+    assert cosines[0] < cosines[1] < cosines[2] < 1.0
