@@ -9,8 +9,10 @@ from snakemake.utils import min_version
 # labaug is imported from this checkout, by this process and by every job, also where it
 # is not pip-installed (e.g. jobs in a conda environment, --software-deployment-method conda).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+    )
 )
 
 from labaug.schema import validate_config
@@ -21,6 +23,10 @@ min_version("9.0")
 # The defaults sit beside this Snakefile, so `-d elsewhere` still finds them; presets
 # and user configs layer on top with --configfile.
 configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+# `snakemake --report report.html`: this overview, then every figure with its caption.
+report: "workflow/report/workflow.rst"
 
 
 # Reject bad values before any job runs, naming each offending key and what is allowed.
@@ -34,10 +40,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/linear.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/theory.smk"
 include: "workflow/rules/resnet.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_figures(),
-    default_target: True
+        "figures/theory.pdf",

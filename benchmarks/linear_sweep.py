@@ -108,6 +108,11 @@ def main() -> None:
     optim = OptimConfig(epochs=args.epochs)
     print(f"N = {args.n_train}, 20 values per method, {args.epochs} epochs, batch "
           f"{optim.batch_size}, {args.threads} thread(s), torch {torch.__version__}")
+    # Warm up both paths (allocator, kernels, DataLoader) so neither pays first-call costs.
+    warm = make_synthetic(SyntheticConfig(n_train=1000, n_test=10), 0, "zero", 0.1)
+    for method in args.methods:
+        train_sweep(warm, method, GRIDS[method], 0, OptimConfig(epochs=1))  # type: ignore[arg-type]
+        naive_sweep(warm, method, GRIDS[method][:2], OptimConfig(epochs=1), 0)
     print(f"{'method':<16}{'batched s':>10}{'naive s':>10}{'ratio':>8}"
           f"{'batched MiB':>13}{'naive MiB':>11}")
     for method in args.methods:

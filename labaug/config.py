@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -68,11 +68,14 @@ class ResNetConfig:
     channel_sigma: float | None = None
     train_subset: int | None = None
     test_subset: int | None = None
-    epochs: int | None = None    # None = optim.epochs
+    epochs: int | None = None        # None = optim.epochs
+    batch_size: int | None = None    # None = optim.batch_size
 
-    def n_epochs(self, optim: OptimConfig) -> int:
-        """Training epochs of a ResNet run: ``epochs``, else the shared optim.epochs."""
-        return optim.epochs if self.epochs is None else self.epochs
+    def optim_for(self, optim: OptimConfig) -> OptimConfig:
+        """The shared optimizer settings with this section's epochs / batch size, if set."""
+        return replace(optim, epochs=optim.epochs if self.epochs is None else self.epochs,
+                       batch_size=optim.batch_size if self.batch_size is None
+                       else self.batch_size)
 
 
 @dataclass(frozen=True)

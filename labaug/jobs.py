@@ -112,7 +112,13 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
 
     from labaug.data.channels import load_class_channel_data
     from labaug.results import resnet_job_dataset
-    from labaug.train.resnet import ResNetRun, checkpoint_path, injected_nan_epoch, train_resnet
+    from labaug.train.resnet import (
+        NonFiniteLossError,
+        ResNetRun,
+        checkpoint_path,
+        injected_nan_epoch,
+        train_resnet,
+    )
 
     cfg = from_dict(config)
     torch.set_num_threads(threads)
@@ -125,8 +131,13 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
              tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, cfg.device)
     run = ResNetRun(dataset, method, seed)
     ckpt = Path(checkpoint) if checkpoint is not None else checkpoint_path(out)
-    history = train_resnet(data, run, cfg.optim, r, mixup_per_batch=cfg.mixup_per_batch,
-                           device=cfg.device, checkpoint=ckpt, nan_epoch=injected_nan_epoch(run))
+    try:
+        history = train_resnet(data, run, r.optim_for(cfg.optim), r,
+                               mixup_per_batch=cfg.mixup_per_batch, device=cfg.device,
+                               checkpoint=ckpt, nan_epoch=injected_nan_epoch(run))
+    except NonFiniteLossError as err:
+        log.error("%s", err)    # into the rule's log too, not only the job's stderr
+        raise
     variables = {
         "test_error": (history.test_error,
                        "test error (fraction misclassified; test inputs carry zero class "

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from labaug.io import atomic_path  # noqa: E402
 from labaug.results import read_netcdf, select_method  # noqa: E402
@@ -155,8 +156,8 @@ def fig4(out: PathLike, **results: PathLike) -> None:
     """Figure 4: ResNet-18 with class channels, test error per epoch, one panel per dataset."""
     if not results:
         raise ValueError("no ResNet results to draw (config resnet.datasets is empty)")
-    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.4), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(results), figsize=(max(6.0, 4.6 * len(results)), 3.8),
+                             squeeze=False, constrained_layout=True)
     for ax, (name, path) in zip(axes[0], results.items(), strict=True):
         ds = read_netcdf(path)
         epochs = ds["epoch"].values
@@ -167,10 +168,11 @@ def fig4(out: PathLike, **results: PathLike) -> None:
         ax.set_title(f"{DATASET_TITLES.get(name, name)} (ResNet-18, width "
                      f"{ds.attrs.get('width', '?')})", fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(TEST_ERROR_LABEL)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Fig. 4: test error with identifying class channels in training data only "
+    fig.suptitle("Fig. 4: test error, identifying class channels in training data only\n"
                  f"(mean $\\pm$ 1 std over {ds.sizes['seed']} seeds)", fontsize=11)
     save(fig, out)
 
@@ -191,8 +193,8 @@ def fig5(out: PathLike, example: PathLike) -> None:
     train_input, test_input = ds["train_input"].values, ds["test_input"].values
     img_limit = float(np.abs(train_input[:n_ch]).max()) or 1.0
     vec_limit = 3.0 * float(ds.attrs["class_channel_sigma"]) or 1.0
-    fig, axes = plt.subplots(3, 2 * n_ch, figsize=(max(7.5, 1.9 * 2 * n_ch + 0.6), 6.2), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(3, 2 * n_ch, figsize=(max(7.5, 1.9 * 2 * n_ch + 0.6), 6.2),
+                             squeeze=False, constrained_layout=True)
     for ax in axes.ravel():
         ax.set_axis_off()
     # Row 0: the image as seen, and the class vector of its class.
@@ -223,4 +225,54 @@ def fig5(out: PathLike, example: PathLike) -> None:
                  "training inputs carry their class's vector N(0, $\\sigma^2 I$), "
                  f"$\\sigma$ = {float(ds.attrs['class_channel_sigma']):.3g}; "
                  "test inputs carry zeros", fontsize=10)
+    save(fig, out)
+
+
+def theory_comparison(out: PathLike, **files: PathLike) -> None:
+    """Trained w_high_norm (mean +/- 1 std) against the exact minimizer, and the gap between.
+
+    ``files`` holds ``result_{variance}`` (a linear sweep) and ``theory_{variance}`` (the exact
+    minimizers, labaug.theory) for each synthetic variant drawn, one pair of rows each.
+    """
+    from labaug.theory import compare
+
+    variances = [k.removeprefix("result_") for k in files if k.startswith("result_")]
+    comparisons = [(v, compare(read_netcdf(files[f"result_{v}"]),
+                               read_netcdf(files[f"theory_{v}"]))) for v in variances]
+    methods = [str(m) for m in comparisons[0][1]["method"].values]
+    fig, axes = plt.subplots(2 * len(comparisons), len(methods),
+                             figsize=(4.2 * len(methods), 2.9 * 2 * len(comparisons)),
+                             squeeze=False, constrained_layout=True)
+    for r, (variance, cmp) in enumerate(comparisons):
+        for c, method in enumerate(methods):
+            sel = select_method(cmp, method)
+            x = sel["hp_value"].values
+            keep = ~np.isnan(x) & ~np.isnan(sel["exact"].values)
+            color = COLORS.get(method, "tab:gray")
+            mean, std = sel["trained_mean"].values[keep], sel["trained_std"].values[keep]
+            ax = axes[2 * r, c]
+            ax.plot(x[keep], mean, color=color, marker="o", markersize=3,
+                    label="trained (mean $\\pm$ 1 std)")
+            ax.fill_between(x[keep], mean - std, mean + std, color=color, alpha=0.25,
+                            linewidth=0)
+            ax.plot(x[keep], sel["exact"].values[keep], "k--", linewidth=1.2,
+                    label="exact minimizer")
+            ax.set_title(f"{variance} variance: {METHOD_TITLES.get(method, method)}",
+                         fontsize=10)
+            ax.grid(alpha=0.3)
+            if c == 0:
+                ax.set_ylabel(r"$\|w_{\mathrm{high}}\|$")
+                ax.legend(fontsize=8)
+            ax = axes[2 * r + 1, c]
+            gap = 100.0 * sel["gap"].values[keep]
+            ax.plot(x[keep], gap, color=color, marker="o", markersize=3)
+            ax.axhline(0.0, color="k", linewidth=0.8, linestyle=":")
+            worst = float(np.max(np.abs(gap))) if gap.size else float("nan")
+            ax.set_title(f"gap; largest |gap| {worst:.2g}%", fontsize=9)
+            ax.set_xlabel(HP_LABELS.get(method, method))
+            ax.grid(alpha=0.3)
+            if c == 0:
+                ax.set_ylabel("(trained $-$ exact) / $\\|w^*\\|$ [%]")
+    fig.suptitle("Synthetic data: trained models against the exact minimizers of the "
+                 "population losses (Theorems 3.1, 3.3, 3.4)", fontsize=11)
     save(fig, out)

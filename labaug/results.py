@@ -76,7 +76,7 @@ def linear_job_dataset(
     variables: Mapping[str, tuple[np.ndarray, str]],
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
-    """One sweep's result: dims (method=1, hp, seed=1); ``variables`` maps name -> (values, long_name)."""
+    """One sweep's result, dims (method=1, hp, seed=1); variables: name -> (values, long_name)."""
     n_hp = len(hp_values)
     data_vars: dict[str, Any] = {
         name: (("method", "hp", "seed"), np.asarray(vals, dtype=np.float64).reshape(1, n_hp, 1),

@@ -90,7 +90,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     key = key_path(path)
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     kind = error.validator
-    value = error.instance
+    value: Any = error.instance
+    expected: Any = error.validator_value
     if kind in _BOUNDS:
         rng = allowed_range(schema)
         return f"{key} = {_fmt(value)} is out of range; allowed: {rng}"
@@ -103,7 +104,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         options = ", ".join(str(o) for o in schema.get("enum", []))
         return f"{key} = {_fmt(value)} is not allowed; choose from: {options}"
     if kind == "required":
-        missing = [k for k in error.validator_value if k not in value]
+        missing = [k for k in expected if k not in value]
         where = key_path([*path, missing[0]]) if len(missing) == 1 else key
         names = ", ".join(missing)
         return f"{where}: required key missing ({names})"
@@ -118,14 +119,14 @@ def _describe(error: jsonschema.ValidationError) -> str:
         if lines:
             return "\n".join(lines)
     if kind == "minItems":
-        n = error.validator_value
+        n = expected
         return f"{key} = {_fmt(value)} must list at least {n} item{'s' if n != 1 else ''}"
     if kind == "maxItems":
-        return f"{key} = {_fmt(value)} must list at most {error.validator_value} items"
+        return f"{key} = {_fmt(value)} must list at most {expected} items"
     if kind == "uniqueItems":
         return f"{key} = {_fmt(value)} must not repeat an item"
     if kind == "pattern":
-        return f"{key} = {_fmt(value)} must match {error.validator_value}"
+        return f"{key} = {_fmt(value)} must match {expected}"
     if kind == "minLength":
         return f"{key} = {_fmt(value)} must not be empty"
     return f"{key}: {error.message}"

@@ -391,6 +391,8 @@ def max_margin_closed_form(cfg: SyntheticConfig, variance: Variance,
     """
     g = cfg.gamma - low_noise_scale(cfg, variance, low_noise)
     c = cfg.u_low
+    if g <= 0:
+        raise ValueError(f"low_noise {low_noise} >= 1 leaves the low block unseparated")
     return np.concatenate([np.full(cfg.d, g), np.full(cfg.d, c)]) / (cfg.d * (g * g + c * c))
 
 
@@ -516,3 +518,39 @@ def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> 
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
     return ds
+
+
+def compare(trained: xr.Dataset, exact: xr.Dataset) -> xr.Dataset:
+    """Trained w_high_norm (mean, std over seeds) beside the exact minimizer's, and the gaps.
+
+    ``gap`` is (trained mean - exact) / ||w*||, the whole exact minimizer's norm, which stays
+    meaningful where the exact w_high_norm is 0; ``rel_gap`` is relative to the exact
+    w_high_norm itself (NaN where that is below 1e-6); ``weight_distance`` is the mean over
+    seeds of ||w - w*|| / ||w*|| for the whole weight vector.
+    """
+    methods = [str(m) for m in trained["method"].values if m in exact["method"].values]
+    tr = trained.sel({"method": methods})
+    ex = exact.sel({"method": methods})
+    n_hp = tr.sizes["hp"]
+    ex = ex.isel(hp=slice(0, n_hp))
+    if not np.allclose(tr["hp_value"].values, ex["hp_value"].values, equal_nan=True):
+        raise ValueError("trained and exact results use different hyperparameter grids")
+    high = tr["w_high_norm"]
+    exact_high = ex["w_high_norm"].drop_vars("hp_value")
+    exact_norm = ((ex["w_high_norm"] ** 2 + ex["w_low_norm"] ** 2) ** 0.5).drop_vars("hp_value")
+    mean = high.mean("seed")
+    out = xr.Dataset({
+        "trained_mean": mean.assign_attrs(long_name="trained w_high_norm, mean over seeds"),
+        "trained_std": high.std("seed").assign_attrs(
+            long_name="trained w_high_norm, std over seeds"),
+        "exact": exact_high.assign_attrs(long_name="exact minimizer's w_high_norm"),
+        "gap": ((mean - exact_high) / exact_norm).assign_attrs(
+            long_name="(trained mean - exact w_high_norm) / ||w*||"),
+        "rel_gap": ((mean - exact_high) / exact_high.where(exact_high > 1e-6)).assign_attrs(
+            long_name="(trained mean - exact) / exact w_high_norm"),
+    })
+    if "weight" in tr:
+        dist = ((tr["weight"] - ex["weight"].drop_vars("hp_value")) ** 2).sum("feature") ** 0.5
+        out["weight_distance"] = (dist / exact_norm).mean("seed").assign_attrs(
+            long_name="mean over seeds of ||w - w*|| / ||w*||")
+    return out

@@ -42,3 +42,16 @@ def merged_config(*presets: str) -> dict[str, Any]:
 def repo() -> Path:
     """The repository root."""
     return REPO
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished `rule all` on the smoke preset (generated CIFAR archives), shared by tests."""
+    from tests.cluster.smoke import snakemake, write_overrides
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    write_overrides(workdir)
+    proc = snakemake(workdir, "--cores", "2")
+    if proc.returncode != 0:
+        raise AssertionError(f"smoke run failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return workdir

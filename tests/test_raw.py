@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 import shutil
 import urllib.error
 from pathlib import Path
@@ -22,7 +23,14 @@ from labaug.data.raw import (
     local_source_files,
     parse_idx,
 )
-from tests.archives import idx_bytes, spec_for, write_cifar10, write_cifar100, write_fmnist
+from tests.archives import (
+    WRITERS,
+    idx_bytes,
+    spec_for,
+    write_cifar10,
+    write_cifar100,
+    write_fmnist,
+)
 
 
 def assert_same(got: RawImages, want: RawImages) -> None:
@@ -90,14 +98,14 @@ def test_wrong_checksum_raises_before_unpickling_and_writes_nothing(
 ) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    {"cifar10": write_cifar10, "cifar100": write_cifar100, "fmnist": write_fmnist}[dataset](src)
+    WRITERS[dataset](src)
     spec = spec_for(dataset, src)
     wrong = spec.with_digests({f.name: "0" * len(f.digest) for f in spec.files[:1]})
 
     def no_decoding(*args: object, **kwargs: object) -> object:
         raise AssertionError("decoded data before verifying it")
 
-    monkeypatch.setattr(raw_mod.pickle, "loads", no_decoding)
+    monkeypatch.setattr(pickle, "loads", no_decoding)
     monkeypatch.setattr(raw_mod, "parse_idx", no_decoding)
     out = tmp_path / "raw" / f"{dataset}.npz"
     with pytest.raises(ChecksumError, match=spec.files[0].name):
@@ -109,8 +117,7 @@ def test_wrong_checksum_raises_before_unpickling_and_writes_nothing(
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "fmnist"])
 def test_official_checksums_reject_generated_files(tmp_path: Path, dataset: str) -> None:
     """The real defaults are the official checksums, so a look-alike archive is refused."""
-    {"cifar10": write_cifar10, "cifar100": write_cifar100, "fmnist": write_fmnist}[dataset](
-        tmp_path)
+    WRITERS[dataset](tmp_path)
     with pytest.raises(ChecksumError, match="expected"):
         fetch(dataset, tmp_path, False, tmp_path / "out.npz")
     assert not (tmp_path / "out.npz").exists()

@@ -248,3 +248,69 @@ def test_checkpoint_path_mirrors_the_result_path() -> None:
         "checkpoints/resnet/fmnist/mixup/seed3.pt")
     assert checkpoint_path("/x/results/resnet/c/wd/seed0.nc") == Path(
         "/x/checkpoints/resnet/c/wd/seed0.pt")
+
+
+# -- jobs: per-run netCDF, aggregation, Fig. 4 and Fig. 5 --------------------------------------
+
+def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) -> None:
+    import xarray as xr
+
+    from labaug import plots
+    from labaug.data.raw import save_npz
+    from labaug.jobs import aggregate_job, class_channel_example_job, resnet_job
+    from tests.conftest import merged_config
+
+    raw_path = tmp_path / "data" / "raw" / "fmnist.npz"
+    save_npz(separable_raw(n_train=120, n_test=60), raw_path)
+    config = merged_config()
+    config["seeds"] = [0, 1]
+    config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60})
+    paths = []
+    for method in METHODS:
+        for seed in (0, 1):
+            out = tmp_path / "results" / "resnet" / "fmnist" / method / f"seed{seed}.nc"
+            ckpt = tmp_path / "checkpoints" / f"{method}{seed}.pt"
+            resnet_job(config, "fmnist", method, seed, out, raw_path, checkpoint=ckpt)
+            assert out.exists() and not ckpt.exists()    # the checkpoint goes once done
+            paths.append(out)
+    with xr.open_dataset(paths[0]) as one:
+        assert dict(one.sizes) == {"method": 1, "seed": 1, "epoch": 2}
+        assert one.attrs["seed"] == 0 and one.attrs["device"] == "cpu"
+        assert "config_sha256" in one.attrs and "git_commit" in one.attrs
+        assert all("long_name" in one[v].attrs
+                   for v in ("test_error", "train_loss", "train_error"))
+    agg = tmp_path / "results" / "resnet" / "fmnist.nc"
+    aggregate_job(config, paths, agg)
+    with xr.open_dataset(agg) as ds:
+        assert ds["test_error"].dims == ("method", "seed", "epoch")
+        assert list(ds["method"].values) == list(METHODS)
+        assert list(ds["seed"].values) == [0, 1] and list(ds["epoch"].values) == [1, 2]
+        assert bool(((ds["test_error"] >= 0) & (ds["test_error"] <= 1)).all())
+    plots.fig4(out=tmp_path / "fig4.pdf", fmnist=agg)
+    assert (tmp_path / "fig4.pdf").read_bytes()[:5] == b"%PDF-"
+
+    example = tmp_path / "results" / "resnet" / "fmnist_example.nc"
+    class_channel_example_job(config, "fmnist", raw_path, example)
+    with xr.open_dataset(example) as ex:
+        label = int(ex.attrs["label"])
+        vectors = class_channel_data(separable_raw(n_train=120, n_test=60), "fmnist", 0)
+        np.testing.assert_allclose(ex["class_vector"].values, vectors.class_vectors[label])
+        np.testing.assert_allclose(ex["train_input"].values[1], vectors.class_vectors[label][0])
+        assert not np.any(ex["test_input"].values[1])
+        np.testing.assert_allclose(ex["test_input"].values[0], ex["train_input"].values[0])
+    plots.fig5(out=tmp_path / "fig5.pdf", example=example)
+    assert (tmp_path / "fig5.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_the_cuda_path_channels_last_bf16_runs_and_learns_on_cpu() -> None:
+    """The GPU settings (channels_last, bf16 autocast, fp32 weights), exercised on the CPU."""
+    d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
+    run = ResNetRun("gen", "mixup", 0)
+    tr = ResNetTrainer(d, run, OPTIM, TINY, mixed_precision=True)
+    assert tr.model.conv1.weight.dtype == torch.float32
+    assert tr.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x, _ = next(tr._batches())
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), OptimConfig(batch_size=60, epochs=8),
+                     ResNetConfig(width=4), mixed_precision=True)
+    assert h.train_error[-1] <= 0.05 and h.test_error[-1] <= 0.1

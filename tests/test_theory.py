@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from scipy.optimize import minimize as scipy_minimize
 from scipy.special import expit
 
 from labaug import theory
-from labaug.config import SyntheticConfig
+from labaug.config import SyntheticConfig, Variance
 from labaug.losses import binary_cross_entropy, mix, smooth, weight_decay_penalty
 
 torch.set_num_threads(1)
@@ -22,6 +23,7 @@ D = SYN.d
 WD_GRID = np.linspace(0.0, 0.1, 20)[1:]
 LS_GRID = np.linspace(0.0, 0.1, 20)[1:]
 HIGH, LOW = slice(D, 2 * D), slice(0, D)
+VARIANTS: tuple[Variance, ...] = ("zero", "low")
 
 
 def test_sum_of_uniforms_quadrature_is_exact_for_moments() -> None:
@@ -58,15 +60,15 @@ def test_label_smoothing_low_variance_keeps_little_high_weight() -> None:
 
 
 @pytest.mark.parametrize("variance", ["zero", "low"])
-def test_theorem_3_1_weight_decay_keeps_high_variance_weight(variance: str) -> None:
+def test_theorem_3_1_weight_decay_keeps_high_variance_weight(variance: Variance) -> None:
     for lam in WD_GRID:
-        sol = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, lam)  # type: ignore[arg-type]
+        sol = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, lam, nodes=16)
         assert sol.grad_norm <= 1e-8
         assert sol.w_high_norm > 0.1
         assert sol.w_high_norm > sol.w_low_norm
     # more decay, smaller weights
-    small = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, WD_GRID[0])  # type: ignore[arg-type]
-    large = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, WD_GRID[-1])  # type: ignore[arg-type]
+    small = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, WD_GRID[0])
+    large = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, WD_GRID[-1])
     assert small.w_high_norm > large.w_high_norm
 
 
@@ -86,10 +88,10 @@ def _monte_carlo_weight_decay(x: np.ndarray, y: np.ndarray, lam: float) -> np.nd
 
 
 @pytest.mark.parametrize("variance", ["zero", "low"])
-def test_weight_decay_agrees_with_independent_monte_carlo(variance: str) -> None:
-    x, y = theory.sample_points(SYN, 100_000, 123, variance, LOW_NOISE)  # type: ignore[arg-type]
+def test_weight_decay_agrees_with_independent_monte_carlo(variance: Variance) -> None:
+    x, y = theory.sample_points(SYN, 100_000, 123, variance, LOW_NOISE)
     for lam in WD_GRID[[0, 9, 18]]:
-        exact = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, lam)  # type: ignore[arg-type]
+        exact = theory.weight_decay_minimizer(SYN, variance, LOW_NOISE, lam)
         w_mc = _monte_carlo_weight_decay(x, y, lam)
         assert np.linalg.norm(w_mc[HIGH]) == pytest.approx(exact.w_high_norm, rel=0.01)
         assert np.linalg.norm(w_mc[LOW]) == pytest.approx(exact.w_low_norm, rel=0.02)
@@ -130,21 +132,32 @@ def test_mixup_quadrature_agrees_with_sample(alpha: float) -> None:
 
 
 def test_solution_stable_when_sample_or_nodes_double() -> None:
-    for variance in ("zero", "low"):
-        x, y = theory.sample_points(SYN, 100_000, 11, variance, LOW_NOISE)  # type: ignore[arg-type]
-        x2, y2 = theory.sample_points(SYN, 200_000, 11, variance, LOW_NOISE)  # type: ignore[arg-type]
+    for variance in VARIANTS:
+        x, y = theory.sample_points(SYN, 100_000, 11, variance, LOW_NOISE)
+        x2, y2 = theory.sample_points(SYN, 200_000, 11, variance, LOW_NOISE)
         one = theory.mixup_minimizer(theory.mixup_sample(x, y, D, 11, variance), 0.5)
         two = theory.mixup_minimizer(theory.mixup_sample(x2, y2, D, 11, variance), 0.5)
         assert np.linalg.norm(one.theta - two.theta) < 0.01 * np.linalg.norm(two.theta)
         for target in (1.0, 0.95):
-            coarse = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 16),  # type: ignore[arg-type]
+            coarse = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 16),
                                   0.05 if target == 1.0 else 0.0)
-            fine = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 32),  # type: ignore[arg-type]
+            fine = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 32),
                                 0.05 if target == 1.0 else 0.0)
             np.testing.assert_allclose(coarse.theta, fine.theta, rtol=0, atol=1e-10)
     coarse = theory.solve(theory.mixup_quadrature_design(SYN, 0.3, 6, 16))
     fine = theory.solve(theory.mixup_quadrature_design(SYN, 0.3, 12, 32))
     np.testing.assert_allclose(coarse.theta, fine.theta, rtol=0, atol=1e-8)
+
+
+def test_same_seed_same_numbers() -> None:
+    runs = []
+    for _ in range(2):
+        x, y = theory.sample_points(SYN, 20_000, 9, "low", LOW_NOISE)
+        runs.append(theory.mixup_minimizer(theory.mixup_sample(x, y, D, 9, "low"), 0.7).theta)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    x, y = theory.sample_points(SYN, 20_000, 10, "low", LOW_NOISE)
+    other = theory.mixup_minimizer(theory.mixup_sample(x, y, D, 10, "low"), 0.7).theta
+    assert not np.array_equal(runs[0], other)
 
 
 def _symmetrized(x: np.ndarray) -> np.ndarray:
@@ -174,10 +187,10 @@ def _full_gradient(method: str, hp: float, w: np.ndarray, x: np.ndarray, y: np.n
 
 
 @pytest.mark.parametrize("variance", ["zero", "low"])
-def test_full_gradient_vanishes_at_reduced_solution(variance: str) -> None:
+def test_full_gradient_vanishes_at_reduced_solution(variance: Variance) -> None:
     """Solving in (theta_low, theta_high) solves the full problem on the symmetrized sample."""
     n = 400
-    x, y = theory.sample_points(SYN, n, 3, variance, LOW_NOISE)  # type: ignore[arg-type]
+    x, y = theory.sample_points(SYN, n, 3, variance, LOW_NOISE)
     xs = _symmetrized(x)
     ys = np.tile(y, D * D)
     points = theory.reduce_points(x, D)
@@ -207,18 +220,18 @@ def test_full_gradient_vanishes_at_reduced_solution(variance: str) -> None:
 
 
 @pytest.mark.parametrize("variance", ["zero", "low"])
-def test_corollary_3_2_max_margin_matches_closed_form(variance: str) -> None:
-    w = theory.max_margin(SYN, variance, LOW_NOISE)  # type: ignore[arg-type]
-    closed = theory.max_margin_closed_form(SYN, variance, LOW_NOISE)  # type: ignore[arg-type]
+def test_corollary_3_2_max_margin_matches_closed_form(variance: Variance) -> None:
+    w = theory.max_margin(SYN, variance, LOW_NOISE)
+    closed = theory.max_margin_closed_form(SYN, variance, LOW_NOISE)
     np.testing.assert_allclose(w, closed, rtol=0, atol=1e-8)
     g = SYN.gamma * (1 - LOW_NOISE) if variance == "low" else SYN.gamma
     assert np.linalg.norm(closed[HIGH]) == pytest.approx(1 / (math.sqrt(D) * (1 + g * g)))
     assert np.linalg.norm(closed[LOW]) == pytest.approx(g / (math.sqrt(D) * (1 + g * g)))
     assert np.linalg.norm(w[HIGH]) > np.linalg.norm(w[LOW])
     # feasible with margin exactly 1 on the support; any random support point has margin >= 1
-    margins = theory.support_vertices(SYN, variance, LOW_NOISE) @ w  # type: ignore[arg-type]
+    margins = theory.support_vertices(SYN, variance, LOW_NOISE) @ w
     assert margins.min() == pytest.approx(1.0, abs=1e-9)
-    x, y = theory.sample_points(SYN, 5000, 1, variance, LOW_NOISE)  # type: ignore[arg-type]
+    x, y = theory.sample_points(SYN, 5000, 1, variance, LOW_NOISE)
     assert ((x * y[:, None]) @ w).min() >= 1.0 - 1e-9
 
 
@@ -230,3 +243,79 @@ def test_weight_decay_direction_tends_to_max_margin() -> None:
         w = theory.weight_decay_minimizer(SYN, "zero", LOW_NOISE, lam).weight(D)
         cosines.append(float(w @ mm / np.linalg.norm(w)))
     assert cosines[0] < cosines[1] < cosines[2] < 1.0
+
+
+def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) -> None:
+    from labaug import plots
+    from labaug.jobs import aggregate_job, linear_job
+    from labaug.results import PROVENANCE_KEYS, read_netcdf, select_method
+    from labaug.schema import validate_config
+    from tests.conftest import REPO, merged_config
+
+    config = merged_config("smoke")
+    config["seeds"] = [0, 1]
+    config["theory"] = {**config.get("theory", {}), "n_samples": 5000}
+    validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert merged_config()["theory"]["n_samples"] >= 1_000_000   # the default run
+    files = {}
+    for variance in VARIANTS:
+        out = tmp_path / f"theory_{variance}.nc"
+        theory.theory_job(config, variance, out)
+        ds = read_netcdf(out)
+        assert dict(ds.sizes) == {"method": 3, "hp": 3, "feature": 2 * D}
+        assert list(ds["method"].values) == ["weight_decay", "label_smoothing", "mixup"]
+        assert ds["hp_value"].dims == ("method", "hp")
+        for key in PROVENANCE_KEYS:
+            assert key in ds.attrs, key
+        for name in ("w_high_norm", "w_low_norm", "grad_norm"):
+            assert ds[name].dims == ("method", "hp")
+            assert ds[name].attrs["long_name"]
+            assert np.isnan(ds[name].values[:, 0]).all()        # hp 0: no finite minimizer
+            assert np.isfinite(ds[name].values[:, 1:]).all()
+        assert (ds["grad_norm"].values[:, 1:] <= 1e-8).all()
+        wd = select_method(ds, "weight_decay")
+        assert (wd["w_high_norm"].values[1:] > wd["w_low_norm"].values[1:]).all()
+        ls = select_method(ds, "label_smoothing")["w_high_norm"].values[1:]
+        mixup = select_method(ds, "mixup")["w_high_norm"].values[1:]
+        assert (mixup < 0.03).all()
+        if variance == "zero":
+            assert (ls <= 1e-6).all()
+            assert "quadrature" in str(select_method(ds, "mixup")["evaluation"].values)
+        else:
+            assert "5000 points" in str(select_method(ds, "mixup")["evaluation"].values)
+        closed = theory.max_margin_closed_form(SYN, variance, LOW_NOISE)
+        assert float(ds["max_margin_w_high_norm"]) == pytest.approx(np.linalg.norm(closed[HIGH]))
+        assert float(ds["max_margin_closed_form_gap"]) < 1e-8
+        # a short trained sweep, compared and drawn
+        seeds = []
+        for method in config["methods"]:
+            for seed in config["seeds"]:
+                path = tmp_path / f"{variance}_{method}_{seed}.nc"
+                linear_job(config, "synthetic", variance, method, seed, path)
+                seeds.append(path)
+        result = tmp_path / f"linear_{variance}.nc"
+        aggregate_job(config, seeds, result)
+        cmp = theory.compare(read_netcdf(result), ds)
+        assert cmp["trained_mean"].dims == ("method", "hp")
+        np.testing.assert_allclose(select_method(cmp, "weight_decay")["exact"].values[1:],
+                                   wd["w_high_norm"].values[1:])
+        assert np.isfinite(cmp["gap"].values[:, 1:]).all()
+        files[f"result_{variance}"] = result
+        files[f"theory_{variance}"] = out
+    pdf = tmp_path / "theory.pdf"
+    plots.theory_comparison(pdf, **files)
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    fig1 = tmp_path / "fig1.pdf"
+    plots.fig1(files["result_zero"], fig1, theory=files["theory_zero"])
+    assert fig1.read_bytes()[:5] == b"%PDF-"
+
+
+def test_schema_rejects_bad_theory_settings() -> None:
+    from labaug.schema import ConfigError, validate_config
+    from tests.conftest import REPO, merged_config
+
+    for bad in ({"n_samples": 10}, {"tol": 0}, {"quadrature": 32}):
+        config = merged_config()
+        config["theory"] = bad
+        with pytest.raises(ConfigError, match="theory"):
+            validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")

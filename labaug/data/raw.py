@@ -363,7 +363,8 @@ def _download(spec: ArchiveSpec, directory: Path) -> dict[str, Path]:
     return paths
 
 
-def _missing_message(spec: ArchiveSpec, source_dir: Path | None, reason: str) -> str:
+def _missing_message(spec: ArchiveSpec, source_dir: Path | None, reason: str,
+                     download_tried: bool) -> str:
     """Say exactly which files to put where, and which config key names the directory."""
     names = ", ".join(f.name for f in spec.files)
     where = (f"the directory {source_dir}" if source_dir is not None
@@ -372,7 +373,9 @@ def _missing_message(spec: ArchiveSpec, source_dir: Path | None, reason: str) ->
             f"data_sources.{spec.dataset} in config.yaml to that directory"
             + (" (Debian: apt-get install dataset-fashion-mnist provides them under "
                "/usr/share/datasets/fashion-mnist)" if spec.dataset == "fmnist" else "")
-            + ", or allow downloads (allow_download: true) on a machine with internet access.")
+            + (", or rerun on a machine with internet access." if download_tried
+               else ", or allow downloads (allow_download: true) on a machine with internet "
+                    "access."))
 
 
 def fetch(
@@ -403,15 +406,15 @@ def fetch(
         if source is not None:
             log.info("%s: %s does not hold every file of the dataset", dataset, source)
         if not allow_download:
-            raise RawDataError(_missing_message(spec, source,
-                                                "no local source and downloads are disabled"))
+            raise RawDataError(_missing_message(
+                spec, source, "no local source and downloads are disabled", download_tried=False))
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".download-{dataset}-", dir=out.parent) as tmp:
             try:
                 paths = _download(spec, Path(tmp))
             except Exception as err:  # network errors come in many types; all mean "no file"
-                raise RawDataError(_missing_message(spec, source,
-                                                    f"download failed ({err})")) from err
+                raise RawDataError(_missing_message(
+                    spec, source, f"download failed ({err})", download_tried=True)) from err
             payload = {f.name: read_verified(paths[f.name], f) for f in spec.files}
 
     raw = spec.parse(payload)

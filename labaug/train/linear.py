@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from labaug.config import Method, OptimConfig
 from labaug.data import LinearData

@@ -97,10 +97,10 @@ def injected_nan_epoch(run: ResNetRun, env: Mapping[str, str] | None = None) -> 
     return None
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast (fp32 weights) on CUDA; plain fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def _autocast(device: torch.device, mixed: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast (fp32 weights) when ``mixed``; plain fp32 otherwise."""
+    if mixed:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -110,12 +110,15 @@ class ResNetTrainer:
     def __init__(
         self, data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig,
         *, mixup_per_batch: bool = False, device: str = "cpu", compile_model: bool = False,
+        mixed_precision: bool | None = None,
     ) -> None:
         self.run, self.optim, self.resnet = run, optim, resnet
         self.mixup_per_batch = mixup_per_batch
         self.device = torch.device(device)
         dev = self.device
-        self.cuda = dev.type == "cuda"
+        # channels_last + bf16 autocast: the CUDA default; CPU stays fp32 (and bitwise
+        # reproducible) unless asked, which lets the CPU tests exercise this path too.
+        self.mixed = dev.type == "cuda" if mixed_precision is None else mixed_precision
         self.num_classes = data.num_classes
         self.x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=dev)
         self.y_train = torch.as_tensor(data.y_train, dtype=torch.int64, device=dev)
@@ -127,11 +130,11 @@ class ResNetTrainer:
         # The same initial model and data order for every method of a seed (paired comparison).
         self.model: nn.Module = resnet18(data.in_channels, self.num_classes, resnet.width,
                                          torch_rng(run.seed, "resnet", "init"), dev)
-        if self.cuda:
+        if self.mixed:
             self.model = self.model.to(memory_format=torch.channels_last)
         decay = resnet.weight_decay if run.method == "weight_decay" else 0.0
         self.opt = torch.optim.Adam(self.model.parameters(), lr=optim.lr, betas=optim.betas,
-                                    eps=optim.eps, weight_decay=decay, fused=self.cuda or None)
+                                    eps=optim.eps, weight_decay=decay)
         self.forward: Callable[[Tensor], Tensor] = (
             torch.compile(self.model) if compile_model else self.model)
         self.order_rng = torch_rng(run.seed, "resnet", "order")
@@ -187,7 +190,7 @@ class ResNetTrainer:
                 w = lam[step, :b] if not self.mixup_per_batch else lam[step].expand(b)
                 x = mix(x, w.view(b, 1, 1, 1), perm)
                 t = mix(t, w.view(b, 1), perm)
-            if self.cuda:
+            if self.mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, t
 
@@ -198,7 +201,7 @@ class ResNetTrainer:
         err_sum = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
         for step, (x, t) in enumerate(self._batches()):
-            with _autocast(self.device):
+            with _autocast(self.device, self.mixed):
                 logits = self.forward(x)
             loss = soft_cross_entropy(logits.float(), t)
             if nan_at_start and step == 0:
@@ -220,9 +223,9 @@ class ResNetTrainer:
         wrong = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, len(self.y_test), EVAL_BATCH):
             x = with_zero_channels(self.x_test[start:start + EVAL_BATCH])
-            if self.cuda:
+            if self.mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.device):
+            with _autocast(self.device, self.mixed):
                 logits = self.forward(x)
             wrong += (logits.argmax(dim=1) != self.y_test[start:start + EVAL_BATCH]).sum()
         return wrong.item() / len(self.y_test)
@@ -233,8 +236,9 @@ def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, An
     return {
         "run": asdict(trainer.run), "optim": {**asdict(trainer.optim), "epochs": None},
         "resnet": {k: v for k, v in asdict(trainer.resnet).items()
-                   if k not in ("datasets", "epochs")},
+                   if k not in ("datasets", "epochs", "batch_size")},
         "mixup_per_batch": trainer.mixup_per_batch, "device": trainer.device.type,
+        "mixed_precision": trainer.mixed,
         "n_train": len(data.y_train), "n_test": len(data.y_test), "sigma": data.sigma,
         "shape": list(data.x_train.shape[1:]),
     }
@@ -245,21 +249,25 @@ def train_resnet(
     epochs: int | None = None, mixup_per_batch: bool = False, device: str = "cpu",
     checkpoint: str | os.PathLike[str] | None = None, nan_epoch: int | None = None,
     on_epoch: Callable[[int], None] | None = None, compile_model: bool = False,
+    mixed_precision: bool | None = None,
 ) -> ResNetHistory:
-    """Train one ResNet-18 run for ``epochs`` (default: the config's), resuming from ``checkpoint``.
+    """Train one ResNet-18 run for ``epochs`` (default optim.epochs), resuming from ``checkpoint``.
 
     ``on_epoch(epoch)`` is called after each epoch's checkpoint is written (tests use it to stop a
-    run part-way); ``nan_epoch`` injects a NaN loss at that 1-based epoch.
+    run part-way); ``nan_epoch`` injects a NaN loss at that 1-based epoch; ``mixed_precision``
+    (None = on CUDA only) selects channels_last with bf16 autocast.
     """
-    n_epochs = resnet.n_epochs(optim) if epochs is None else int(epochs)
+    n_epochs = optim.epochs if epochs is None else int(epochs)
     trainer = ResNetTrainer(data, run, optim, resnet, mixup_per_batch=mixup_per_batch,
-                            device=device, compile_model=compile_model)
+                            device=device, compile_model=compile_model,
+                            mixed_precision=mixed_precision)
     fingerprint = _fingerprint(trainer, data)
     metrics: dict[str, list[float]] = {"test_error": [], "train_loss": [], "train_error": []}
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=trainer.device, weights_only=True)
+        # On the CPU: generator states must stay CPU tensors; load_state_dict moves the rest.
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fingerprint:
             log.warning("%s: checkpoint %s is from different settings; starting afresh", run, ckpt)
         elif state["epoch"] > n_epochs:

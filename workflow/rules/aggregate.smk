@@ -14,6 +14,8 @@ rule aggregate_linear:
         "logs/aggregate/linear_{data}_{variance}.log",
     benchmark:
         "logs/benchmarks/aggregate/linear_{data}_{variance}.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=2000,

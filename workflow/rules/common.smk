@@ -41,3 +41,55 @@ def all_figures():
 
 # Figure numbers that `rule all` builds; rule files append theirs.
 FIGURES = [1, 6]
+
+
+# Input functions of the later rule files, collected here so that those files hold only rules.
+def raw_source_files(wildcards):
+    """The local source files of a dataset when its configured directory holds them all."""
+    from labaug.data.raw import local_source_files
+
+    return local_source_files(
+        wildcards.dataset, config["data_sources"].get(wildcards.dataset)
+    )
+
+
+def image_results(variance):
+    """Input function: {dataset: results/linear/{dataset}_{variance}.nc}, in config order."""
+
+    def inputs(wildcards):
+        return {
+            dataset: f"results/linear/{dataset}_{variance}.nc"
+            for dataset in config["image_datasets"]
+        }
+
+    return inputs
+
+
+RESNET_RESULT = "results/resnet/{dataset}/{method}/seed{seed}.nc"
+
+
+def resnet_seed_files(wildcards):
+    """Every per-seed ResNet run of one dataset, in config order."""
+    return expand(
+        RESNET_RESULT,
+        dataset=wildcards.dataset,
+        method=config["methods"],
+        seed=config["seeds"],
+    )
+
+
+def resnet_results(wildcards):
+    """Input function: {dataset: results/resnet/{dataset}.nc} for config resnet.datasets."""
+    return {
+        dataset: f"results/resnet/{dataset}.nc"
+        for dataset in config["resnet"]["datasets"]
+    }
+
+
+def theory_figure_input(wildcards):
+    """A trained sweep and its exact minimizers for every configured synthetic variant."""
+    files = {}
+    for variance in config["variances"]:
+        files[f"result_{variance}"] = f"results/linear/synthetic_{variance}.nc"
+        files[f"theory_{variance}"] = f"results/theory/synthetic_{variance}.nc"
+    return files

@@ -7,15 +7,6 @@ localrules:
     fetch_raw,
 
 
-def raw_source_files(wildcards):
-    """The local source files of a dataset when its configured directory holds them all."""
-    from labaug.data.raw import local_source_files
-
-    return local_source_files(
-        wildcards.dataset, config["data_sources"].get(wildcards.dataset)
-    )
-
-
 rule fetch_raw:
     input:
         raw_source_files,
@@ -25,6 +16,8 @@ rule fetch_raw:
         "logs/data/fetch_{dataset}.log",
     benchmark:
         "logs/benchmarks/data/fetch_{dataset}.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -12,6 +12,7 @@ localrules:
 rule fig1:
     input:
         result="results/linear/synthetic_zero.nc",
+        theory="results/theory/synthetic_zero.nc",
     output:
         report(
             "figures/fig1.pdf",
@@ -22,6 +23,8 @@ rule fig1:
         "logs/figures/fig1.log",
     benchmark:
         "logs/benchmarks/figures/fig1.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -35,6 +38,7 @@ rule fig1:
 rule fig6:
     input:
         result="results/linear/synthetic_low.nc",
+        theory="results/theory/synthetic_low.nc",
     output:
         report(
             "figures/fig6.pdf",
@@ -45,6 +49,8 @@ rule fig6:
         "logs/figures/fig6.log",
     benchmark:
         "logs/benchmarks/figures/fig6.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -60,18 +66,6 @@ if config["image_datasets"]:
     FIGURES += [2, 3, 7]
 
 
-def image_results(variance):
-    """Input function: {dataset: results/linear/{dataset}_{variance}.nc}, in config order."""
-
-    def inputs(wildcards):
-        return {
-            dataset: f"results/linear/{dataset}_{variance}.nc"
-            for dataset in config["image_datasets"]
-        }
-
-    return inputs
-
-
 rule fig2:
     input:
         unpack(image_results("zero")),
@@ -85,6 +79,8 @@ rule fig2:
         "logs/figures/fig2.log",
     benchmark:
         "logs/benchmarks/figures/fig2.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -108,6 +104,8 @@ rule fig3:
         "logs/figures/fig3.log",
     benchmark:
         "logs/benchmarks/figures/fig3.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -131,6 +129,8 @@ rule fig7:
         "logs/figures/fig7.log",
     benchmark:
         "logs/benchmarks/figures/fig7.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -11,6 +11,8 @@ rule linear_sweep:
         "logs/linear/{data}_{variance}/{method}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/linear/{data}_{variance}/{method}/seed{seed}.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -2,27 +2,6 @@
 # per (dataset, method, seed), resumable from checkpoints/ after a kill; aggregation per
 # dataset; Fig. 4 from the aggregated runs, Fig. 5 from one example of the transform.
 
-RESNET_RESULT = "results/resnet/{dataset}/{method}/seed{seed}.nc"
-
-
-def resnet_seed_files(wildcards):
-    """Every per-seed ResNet run of one dataset, in config order."""
-    return expand(
-        RESNET_RESULT,
-        dataset=wildcards.dataset,
-        method=config["methods"],
-        seed=config["seeds"],
-    )
-
-
-def resnet_results(wildcards):
-    """Input function: {dataset: results/resnet/{dataset}.nc} for config resnet.datasets."""
-    return {
-        dataset: f"results/resnet/{dataset}.nc"
-        for dataset in config["resnet"]["datasets"]
-    }
-
-
 if config["resnet"]["datasets"]:
     FIGURES += [4, 5]
 
@@ -43,7 +22,9 @@ rule train_resnet:
         "logs/resnet/{dataset}/{method}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/resnet/{dataset}/{method}/seed{seed}.tsv"
-    threads: 4
+    conda:
+        "../../envs/labaug.yaml"
+    threads: 1
     resources:
         mem_mb=16000,
         runtime=480,
@@ -65,6 +46,8 @@ rule aggregate_resnet:
         "logs/aggregate/resnet_{dataset}.log",
     benchmark:
         "logs/benchmarks/aggregate/resnet_{dataset}.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -82,6 +65,8 @@ rule class_channel_example:
         "logs/resnet/{dataset}_example.log",
     benchmark:
         "logs/benchmarks/resnet/{dataset}_example.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -103,6 +88,8 @@ rule fig4:
         "logs/figures/fig4.log",
     benchmark:
         "logs/benchmarks/figures/fig4.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -126,6 +113,8 @@ rule fig5:
         "logs/figures/fig5.log",
     benchmark:
         "logs/benchmarks/figures/fig5.tsv"
+    conda:
+        "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=1000,
