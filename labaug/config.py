@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +57,19 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class TheoryConfig:
+    """How the expectations are evaluated and how tightly the minimizers are solved."""
+
+    n_samples: int = 1_000_000
+    seed: int = 0
+    quadrature_nodes: int = 32
+    mixup_quadrature_nodes: int = 12
+    beta_nodes: int = 32
+    tol: float = 1e-10
+    max_grad_norm: float = 1e-8
+
+
+@dataclass(frozen=True)
 class ResNetConfig:
     """Multi-class ResNet-18 with identifying class channels (Sec. 4.3)."""
 
@@ -96,7 +109,10 @@ class Config:
     data_sources: Mapping[str, str | None]
     allow_download: bool
     resnet: ResNetConfig
+    theory: TheoryConfig
     sha256: str
+    # {dataset: {file name: hex digest}} replacing the official checksums (a mirror, or tests).
+    data_checksums: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def grid(self, method: str) -> np.ndarray:
         """The hyperparameter values swept for ``method``."""
@@ -141,5 +157,7 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         data_sources=dict(raw.get("data_sources", {})),
         allow_download=bool(raw.get("allow_download", True)),
         resnet=ResNetConfig(**resnet),
+        theory=TheoryConfig(**dict(raw.get("theory") or {})),
         sha256=config_sha256(raw),
+        data_checksums={k: dict(v) for k, v in (raw.get("data_checksums") or {}).items()},
     )

@@ -68,6 +68,15 @@ def select_method(ds: xr.Dataset, method: str) -> xr.Dataset:
     return ds.sel({"method": method})
 
 
+def _job_variables(dims: tuple[str, ...], shape: tuple[int, ...],
+                   variables: Mapping[str, tuple[np.ndarray, str]]) -> dict[str, Any]:
+    """Data variables of one job's Dataset, each reshaped to ``shape`` with its long_name."""
+    return {
+        name: (dims, np.asarray(vals, dtype=np.float64).reshape(shape), {"long_name": long_name})
+        for name, (vals, long_name) in variables.items()
+    }
+
+
 def linear_job_dataset(
     method: str,
     seed: int,
@@ -78,11 +87,7 @@ def linear_job_dataset(
 ) -> xr.Dataset:
     """One sweep's result, dims (method=1, hp, seed=1); variables: name -> (values, long_name)."""
     n_hp = len(hp_values)
-    data_vars: dict[str, Any] = {
-        name: (("method", "hp", "seed"), np.asarray(vals, dtype=np.float64).reshape(1, n_hp, 1),
-               {"long_name": long_name})
-        for name, (vals, long_name) in variables.items()
-    }
+    data_vars = _job_variables(("method", "hp", "seed"), (1, n_hp, 1), variables)
     data_vars["weight"] = (
         ("method", "hp", "seed", "feature"), weights[None, :, None, :],
         {"long_name": "final weight vector w of sigma(w . x)"},
@@ -109,12 +114,7 @@ def resnet_job_dataset(
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
     """One ResNet run: dims (method=1, seed=1, epoch); ``variables``: name -> (values, name)."""
-    n = len(epochs)
-    data_vars: dict[str, Any] = {
-        name: (("method", "seed", "epoch"), np.asarray(vals, dtype=np.float64).reshape(1, 1, n),
-               {"long_name": long_name})
-        for name, (vals, long_name) in variables.items()
-    }
+    data_vars = _job_variables(("method", "seed", "epoch"), (1, 1, len(epochs)), variables)
     return xr.Dataset(
         data_vars,
         coords={"method": [method], "seed": [int(seed)],

@@ -58,39 +58,11 @@ import xarray as xr
 from scipy.optimize import minimize as scipy_minimize
 from scipy.special import betaincinv, expit, roots_jacobi
 
-from labaug.config import METHODS, Config, SyntheticConfig, Variance, from_dict
+from labaug.config import METHODS, Config, SyntheticConfig, TheoryConfig, Variance, from_dict
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class TheoryConfig:
-    """How the expectations are evaluated and how tightly the minimizers are solved."""
-
-    n_samples: int = 1_000_000
-    seed: int = 0
-    quadrature_nodes: int = 32
-    mixup_quadrature_nodes: int = 12
-    beta_nodes: int = 32
-    tol: float = 1e-10
-    max_grad_norm: float = 1e-8
-
-
-def theory_config(raw: Mapping[str, Any]) -> TheoryConfig:
-    """The ``theory`` section of a config dict (defaults where absent)."""
-    section = dict(raw.get("theory", {}) or {})
-    return TheoryConfig(
-        n_samples=int(section.get("n_samples", TheoryConfig.n_samples)),
-        seed=int(section.get("seed", TheoryConfig.seed)),
-        quadrature_nodes=int(section.get("quadrature_nodes", TheoryConfig.quadrature_nodes)),
-        mixup_quadrature_nodes=int(section.get("mixup_quadrature_nodes",
-                                               TheoryConfig.mixup_quadrature_nodes)),
-        beta_nodes=int(section.get("beta_nodes", TheoryConfig.beta_nodes)),
-        tol=float(section.get("tol", TheoryConfig.tol)),
-        max_grad_norm=float(section.get("max_grad_norm", TheoryConfig.max_grad_norm)),
-    )
 
 
 @dataclass(frozen=True)
@@ -510,7 +482,7 @@ def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> 
     from labaug.results import provenance, write_netcdf
 
     cfg = from_dict(config)
-    tcfg = theory_config(config)
+    tcfg = cfg.theory
     start = time.perf_counter()
     ds = theory_dataset(cfg, variance, tcfg)
     ds.attrs.update(provenance(cfg, seed=tcfg.seed, device="cpu"))

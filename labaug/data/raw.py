@@ -335,7 +335,7 @@ def fetch_configured(config: Mapping[str, Any], dataset: str, out_npz: PathLike)
     from labaug.config import from_dict
 
     cfg = from_dict(config)
-    overrides = dict(config.get("data_checksums") or {}).get(dataset)
+    overrides = cfg.data_checksums.get(dataset)
     return fetch(dataset, cfg.data_sources.get(dataset), cfg.allow_download, out_npz,
                  checksums=overrides)
 
