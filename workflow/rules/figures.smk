@@ -7,6 +7,8 @@ localrules:
     fig2,
     fig3,
     fig7,
+    fig4,
+    fig5,
 
 
 rule fig1:
@@ -137,5 +139,60 @@ rule fig7:
         runtime=10,
     params:
         figure="fig7",
+    script:
+        "../scripts/figure.py"
+
+
+# ResNet-18 with class channels (Sec. 4.3): one panel per dataset in config resnet.datasets.
+if config["resnet"]["datasets"]:
+    FIGURES += [4, 5]
+
+
+rule fig4:
+    input:
+        unpack(resnet_results),
+    output:
+        report(
+            "figures/fig4.pdf",
+            caption="../report/fig4.rst",
+            category="ResNet-18",
+        ),
+    log:
+        "logs/figures/fig4.log",
+    benchmark:
+        "logs/benchmarks/figures/fig4.tsv"
+    conda:
+        "../../envs/labaug.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        figure="fig4",
+    script:
+        "../scripts/figure.py"
+
+
+rule fig5:
+    input:
+        example=lambda wildcards: f"results/resnet/{config['resnet']['datasets'][0]}_example.nc",
+    output:
+        report(
+            "figures/fig5.pdf",
+            caption="../report/fig5.rst",
+            category="ResNet-18",
+        ),
+    log:
+        "logs/figures/fig5.log",
+    benchmark:
+        "logs/benchmarks/figures/fig5.tsv"
+    conda:
+        "../../envs/labaug.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        figure="fig5",
     script:
         "../scripts/figure.py"

@@ -1,16 +1,11 @@
 # ResNet-18 with identifying class channels (Sec. 4.3, Fig. 4 and 5): one training job
 # per (dataset, method, seed), resumable from checkpoints/ after a kill; aggregation per
-# dataset; Fig. 4 from the aggregated runs, Fig. 5 from one example of the transform.
-
-if config["resnet"]["datasets"]:
-    FIGURES += [4, 5]
+# dataset; one example of the transform for Fig. 5 (the figures are in figures.smk).
 
 
 localrules:
     aggregate_resnet,
     class_channel_example,
-    fig4,
-    fig5,
 
 
 rule train_resnet:
@@ -73,53 +68,3 @@ rule class_channel_example:
         runtime=10,
     script:
         "../scripts/class_channel_example.py"
-
-
-rule fig4:
-    input:
-        unpack(resnet_results),
-    output:
-        report(
-            "figures/fig4.pdf",
-            caption="../report/fig4.rst",
-            category="ResNet-18",
-        ),
-    log:
-        "logs/figures/fig4.log",
-    benchmark:
-        "logs/benchmarks/figures/fig4.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig4",
-    script:
-        "../scripts/figure.py"
-
-
-rule fig5:
-    input:
-        example=lambda wildcards: f"results/resnet/{config['resnet']['datasets'][0]}_example.nc",
-    output:
-        report(
-            "figures/fig5.pdf",
-            caption="../report/fig5.rst",
-            category="ResNet-18",
-        ),
-    log:
-        "logs/figures/fig5.log",
-    benchmark:
-        "logs/benchmarks/figures/fig5.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig5",
-    script:
-        "../scripts/figure.py"
