@@ -58,7 +58,8 @@ def sweep_grid(
     ylabels = [ylabel] * len(rows) if isinstance(ylabel, str) else list(ylabel)
     methods = [str(m) for m in rows[0][1]["method"].values]
     fig, axes = plt.subplots(len(rows), len(methods), figsize=(4.2 * len(methods),
-                             3.2 * len(rows)), squeeze=False, constrained_layout=True)
+                             3.2 * len(rows)), squeeze=False, constrained_layout=True,
+                             sharey="row")  # methods of a row compare on one scale
     for r, (row_label, ds) in enumerate(rows):
         for c, method in enumerate(methods):
             ax = axes[r, c]
@@ -222,7 +223,7 @@ def fig5(out: PathLike, example: PathLike) -> None:
                            "RdBu_r" if is_class else "gray",
                            f"{name} input ch. {c + 1}" + (" (class)" if is_class else ""))
     fig.suptitle(f"Fig. 5: {DATASET_TITLES.get(ds.attrs['dataset'], ds.attrs['dataset'])}: "
-                 "training inputs carry their class's vector N(0, $\\sigma^2 I$), "
+                 "training inputs carry their class's vector\nN(0, $\\sigma^2 I$), "
                  f"$\\sigma$ = {float(ds.attrs['class_channel_sigma']):.3g}; "
                  "test inputs carry zeros", fontsize=10)
     save(fig, out)
