@@ -187,7 +187,7 @@ DefMemPerCPU=1000
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
-MinJobAge=300
+MinJobAge=3600
 KillWait=5
 Waittime=0
 {node_line}
@@ -277,6 +277,11 @@ PartitionName={self.gpu_partition} Nodes={self.node} MaxTime=INFINITE State=UP
         return subprocess.run(
             list(cmd), env=self.env(), capture_output=True, text=True, timeout=30, check=False
         )
+
+    def job_field(self, field: str) -> dict[str, str]:
+        """Job id -> an squeue field (``%T`` state, ``%P`` partition) of every job still known."""
+        out = self._run("squeue", "--states=all", "--noheader", f"--format=%i|{field}").stdout
+        return dict(line.split("|", 1) for line in out.split())
 
     def _controller_up(self) -> bool:
         return self._run("scontrol", "ping").stdout.count("UP") > 0
