@@ -21,7 +21,6 @@ import struct
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -170,27 +169,3 @@ def spec_for(dataset: str, directory: Path) -> ArchiveSpec:
 
 WRITERS: dict[str, Callable[..., RawImages]] = {
     "cifar10": write_cifar10, "cifar100": write_cifar100, "fmnist": write_fmnist}
-
-
-def archive_config(directory: Path, datasets: tuple[str, ...] = ("cifar10", "cifar100"),
-                   seed: int = 0) -> dict[str, Any]:
-    """Write small archives of ``datasets`` into ``directory``; return the config that uses them.
-
-    The returned dict (``image_datasets``, ``data_sources``, ``data_checksums``,
-    ``allow_download: false``) layers on any preset, e.g. as an extra ``--configfile``.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    sizes: dict[str, dict[str, int]] = {
-        "cifar10": {"n_per_batch": 40, "n_test": 60},
-        "cifar100": {"n_train": 100, "n_test": 50},
-        "fmnist": {"n_train": 200, "n_test": 60},
-    }
-    for i, name in enumerate(datasets):
-        WRITERS[name](directory, seed=seed + i, **sizes[name])
-    return {
-        "image_datasets": list(datasets),
-        "data_sources": {name: str(directory) for name in datasets},
-        "data_checksums": {name: {f.name: f.digest for f in spec_for(name, directory).files}
-                           for name in datasets},
-        "allow_download": False,
-    }

@@ -17,7 +17,7 @@ import xarray as xr
 
 from labaug.io import atomic_path, write_atomic
 from labaug.results import write_netcdf
-from tests.cluster.smoke import REPO, SMALL, SNAKEMAKE, snakemake, write_overrides
+from tests.cluster.smoke import SMALL, command, snakemake, write_overrides
 
 RESNET_RUN = "results/resnet/cifar10/weight_decay/seed0.nc"
 CHECKPOINT = "checkpoints/resnet/cifar10/weight_decay/seed0.pt"
@@ -59,8 +59,7 @@ def test_killed_training_job_resumes_and_matches_an_uninterrupted_run(tmp_path: 
         write_overrides(workdir, RESUME)
 
     cmd = _run_args(RESNET_RUN)
-    argv = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(killed), "--configfile",
-            str(REPO / "presets" / "smoke.yaml"), str(killed / "overrides.yaml"), *cmd]
+    argv = command(killed, *cmd)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     checkpoint = killed / CHECKPOINT
     victims: list[int] = []

@@ -55,14 +55,19 @@ def write_overrides(workdir: Path, extra: Mapping[str, Any] | None = None) -> Pa
     return path
 
 
-def snakemake(workdir: Path, *args: str, env: Mapping[str, str] | None = None,
-              timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the workflow in ``workdir`` on the smoke preset plus ``workdir/overrides.yaml``."""
+def command(workdir: Path, *args: str) -> list[str]:
+    """The snakemake command line for ``workdir`` (smoke preset + its overrides.yaml)."""
     overrides = workdir / "overrides.yaml"
     if not overrides.exists():
         write_overrides(workdir)
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(REPO / "presets" / "smoke.yaml"), str(overrides), *args]
+    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(REPO / "presets" / "smoke.yaml"), str(overrides), *args]
+
+
+def snakemake(workdir: Path, *args: str, env: Mapping[str, str] | None = None,
+              timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the workflow in ``workdir`` on the smoke preset plus ``workdir/overrides.yaml``."""
+    cmd = command(workdir, *args)
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(env) if env is not None else None)
