@@ -48,4 +48,3 @@ rule all:
     default_target: True
     input:
         all_figures(),
-        "figures/theory.pdf",

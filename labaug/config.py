@@ -1,34 +1,43 @@
-"""Typed, frozen configuration built from the validated config dictionary."""
+"""Typed, frozen configuration built from the validated config dictionary.
+
+Every default lives in ``config.yaml``; these dataclasses have none, so a missing key is an
+error here rather than a silently different value. `defaults` builds the shipped config (tests
+and benchmarks start from it and `dataclasses.replace` what they change).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 
-Method = Literal["weight_decay", "label_smoothing", "mixup"]
+Method = str
+"""A registered label-augmentation name (`labaug.augment.names`)."""
 Variance = Literal["zero", "low"]
 Device = Literal["cpu", "cuda"]
 
-METHODS: tuple[Method, ...] = ("weight_decay", "label_smoothing", "mixup")
 VARIANCES: tuple[Variance, ...] = ("zero", "low")
 IMAGE_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "fmnist")
 LINEAR_DATA: tuple[str, ...] = ("synthetic", *IMAGE_DATASETS)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam settings shared by every experiment."""
 
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    batch_size: int = 500
-    epochs: int = 100
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    batch_size: int
+    epochs: int
 
 
 @dataclass(frozen=True)
@@ -48,41 +57,39 @@ class GridConfig:
 class SyntheticConfig:
     """Definition 4.1: a constant low-variance block and a uniform high-variance block."""
 
-    d: int = 5
-    gamma: float = 0.5
-    u_low: float = 1.0
-    u_high: float = 5.0
-    n_train: int = 50_000
-    n_test: int = 10_000
+    d: int
+    gamma: float
+    u_low: float
+    u_high: float
+    n_train: int
+    n_test: int
 
 
 @dataclass(frozen=True)
 class TheoryConfig:
     """How the expectations are evaluated and how tightly the minimizers are solved."""
 
-    n_samples: int = 1_000_000
-    seed: int = 0
-    quadrature_nodes: int = 32
-    mixup_quadrature_nodes: int = 12
-    beta_nodes: int = 32
-    tol: float = 1e-10
-    max_grad_norm: float = 1e-8
+    n_samples: int
+    seed: int
+    quadrature_nodes: int
+    mixup_quadrature_nodes: int
+    beta_nodes: int
+    tol: float
+    max_grad_norm: float
 
 
 @dataclass(frozen=True)
 class ResNetConfig:
     """Multi-class ResNet-18 with identifying class channels (Sec. 4.3)."""
 
-    datasets: tuple[str, ...] = ("cifar10", "cifar100")
-    width: int = 64
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 1.0
-    channel_sigma: float | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
-    epochs: int | None = None        # None = optim.epochs
-    batch_size: int | None = None    # None = optim.batch_size
+    datasets: tuple[str, ...]
+    width: int
+    hp: Mapping[str, float]          # each method's hyperparameter value (lambda, a, alpha, ...)
+    channel_sigma: float | None
+    train_subset: int | None
+    test_subset: int | None
+    epochs: int | None               # None = optim.epochs
+    batch_size: int | None           # None = optim.batch_size
 
     def optim_for(self, optim: OptimConfig) -> OptimConfig:
         """The shared optimizer settings with this section's epochs / batch size, if set."""
@@ -100,7 +107,7 @@ class Config:
     optim: OptimConfig
     methods: tuple[Method, ...]
     grids: Mapping[str, GridConfig]
-    mixup_per_batch: bool
+    mix_per_batch: bool
     variances: tuple[Variance, ...]
     synthetic: SyntheticConfig
     low_noise: float
@@ -112,7 +119,7 @@ class Config:
     theory: TheoryConfig
     sha256: str
     # {dataset: {file name: hex digest}} replacing the official checksums (a mirror, or tests).
-    data_checksums: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    data_checksums: Mapping[str, Mapping[str, str]]
 
     def grid(self, method: str) -> np.ndarray:
         """The hyperparameter values swept for ``method``."""
@@ -126,38 +133,48 @@ def config_sha256(raw: Mapping[str, Any]) -> str:
 
 
 def from_dict(raw: Mapping[str, Any]) -> Config:
-    """Build a Config from a dict that already passed the JSON schema."""
-    optim = raw.get("optim", {})
-    betas = optim.get("betas", (0.9, 0.999))
-    synthetic = raw.get("synthetic", {})
-    resnet = dict(raw.get("resnet", {}))
-    if "datasets" in resnet:
-        resnet["datasets"] = tuple(resnet["datasets"])
+    """Build a Config from a dict that already passed the JSON schema (every key present)."""
+    optim = raw["optim"]
+    resnet = dict(raw["resnet"])
     return Config(
-        device=raw.get("device", "cpu"),
+        device=raw["device"],
         seeds=tuple(int(s) for s in raw["seeds"]),
         optim=OptimConfig(
-            lr=float(optim.get("lr", 1e-3)),
-            betas=(float(betas[0]), float(betas[1])),
-            eps=float(optim.get("eps", 1e-8)),
-            batch_size=int(optim.get("batch_size", 500)),
-            epochs=int(optim.get("epochs", 100)),
+            lr=float(optim["lr"]),
+            betas=(float(optim["betas"][0]), float(optim["betas"][1])),
+            eps=float(optim["eps"]),
+            batch_size=int(optim["batch_size"]),
+            epochs=int(optim["epochs"]),
         ),
-        methods=tuple(raw.get("methods", METHODS)),
+        methods=tuple(raw["methods"]),
         grids={
             name: GridConfig(float(g["low"]), float(g["high"]), int(g["size"]))
             for name, g in raw["grids"].items()
         },
-        mixup_per_batch=bool(raw.get("mixup_per_batch", False)),
-        variances=tuple(raw.get("variances", VARIANCES)),
-        synthetic=SyntheticConfig(**synthetic),
-        low_noise=float(raw.get("low_noise", 0.1)),
-        image_datasets=tuple(raw.get("image_datasets", ())),
-        image_gamma=float(raw.get("image", {}).get("gamma", 0.5)),
-        data_sources=dict(raw.get("data_sources", {})),
-        allow_download=bool(raw.get("allow_download", True)),
-        resnet=ResNetConfig(**resnet),
-        theory=TheoryConfig(**dict(raw.get("theory") or {})),
+        mix_per_batch=bool(raw["mix_per_batch"]),
+        variances=tuple(raw["variances"]),
+        synthetic=SyntheticConfig(**raw["synthetic"]),
+        low_noise=float(raw["low_noise"]),
+        image_datasets=tuple(raw["image_datasets"]),
+        image_gamma=float(raw["image"]["gamma"]),
+        data_sources=dict(raw["data_sources"]),
+        allow_download=bool(raw["allow_download"]),
+        resnet=ResNetConfig(**{**resnet, "datasets": tuple(resnet["datasets"]),
+                               "hp": {k: float(v) for k, v in resnet["hp"].items()}}),
+        theory=TheoryConfig(**raw["theory"]),
         sha256=config_sha256(raw),
         data_checksums={k: dict(v) for k, v in (raw.get("data_checksums") or {}).items()},
     )
+
+
+@cache
+def default_dict() -> dict[str, Any]:
+    """The shipped config.yaml as a dict (the workflow's defaults)."""
+    with open(DEFAULT_CONFIG) as fh:
+        raw: dict[str, Any] = yaml.safe_load(fh)
+    return raw
+
+
+def defaults() -> Config:
+    """The shipped config.yaml as a Config."""
+    return from_dict(default_dict())

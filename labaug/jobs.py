@@ -1,4 +1,4 @@
-"""One function per workflow job: what a Snakemake script calls, testable without Snakemake."""
+"""Every workflow job's entry point: what a Snakemake script calls, testable without Snakemake."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from labaug import augment
 from labaug.config import Config, Method, Variance, from_dict
 from labaug.data import LinearData
 from labaug.data.synthetic import high_block, low_block, make_synthetic
 from labaug.metrics import block_norm, pixel_ratio
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
 from labaug.train.linear import train_sweep
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from labaug.data.raw import RawImages
 
 log = logging.getLogger("labaug")
 
@@ -57,7 +63,7 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
     log.info("%s_%s: %d train / %d test points, %d features", data, variance,
              len(dataset.y_train), len(dataset.y_test), dataset.n_features)
     result = train_sweep(dataset, method, cfg.grid(method), seed, cfg.optim,
-                         mixup_per_batch=cfg.mixup_per_batch, device=cfg.device)
+                         mix_per_batch=cfg.mix_per_batch, device=cfg.device)
     variables = {
         "test_error": (result.test_error, "test error (fraction misclassified)"),
         "train_loss": (result.train_loss,
@@ -79,10 +85,11 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
 
 
-def aggregate_job(config: Mapping[str, Any], inputs: Sequence[PathLike], out: PathLike) -> None:
-    """Combine per-seed files into one experiment file."""
+def aggregate_job(config: Mapping[str, Any], inputs: Sequence[PathLike], out: PathLike,
+                  experiment: augment.Experiment) -> None:
+    """Combine per-seed files into one experiment file, methods in config order."""
     cfg = from_dict(config)
-    ds = aggregate_files(inputs, out, methods=cfg.methods)
+    ds = aggregate_files(inputs, out, methods=augment.for_experiment(cfg.methods, experiment))
     log.info("aggregated %d files into %s: %s", len(inputs), out, dict(ds.sizes))
 
 
@@ -101,15 +108,13 @@ def figure_job(figure: str, inputs: Mapping[str, PathLike], out: PathLike) -> No
 
 
 def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: int,
-               out: PathLike, raw_path: PathLike, checkpoint: PathLike | None = None,
-               threads: int = 1) -> None:
+               out: PathLike, raw_path: PathLike, threads: int = 1) -> None:
     """Train one ResNet-18 run (resuming from its checkpoint) and write its per-seed netCDF.
 
-    The checkpoint defaults to checkpoints/... mirroring ``out``; it is removed once the result
-    is written. ``LABAUG_INJECT_NAN`` (see labaug.train.resnet) can make this run fail.
+    The checkpoint is `labaug.train.resnet.checkpoint_path` of ``out`` (checkpoints/...
+    mirroring results/...); it is removed once the result is written. ``LABAUG_INJECT_NAN``
+    (see labaug.train.resnet) can make this run fail.
     """
-    from pathlib import Path
-
     from labaug.data.channels import load_class_channel_data
     from labaug.results import resnet_job_dataset
     from labaug.train.resnet import (
@@ -130,10 +135,10 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
              "width %d, device %s", dataset, len(data.y_train), len(data.y_test),
              tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, cfg.device)
     run = ResNetRun(dataset, method, seed)
-    ckpt = Path(checkpoint) if checkpoint is not None else checkpoint_path(out)
+    ckpt = checkpoint_path(out)
     try:
         history = train_resnet(data, run, r.optim_for(cfg.optim), r,
-                               mixup_per_batch=cfg.mixup_per_batch, device=cfg.device,
+                               mix_per_batch=cfg.mix_per_batch, device=cfg.device,
                                checkpoint=ckpt, nan_epoch=injected_nan_epoch(run))
     except NonFiniteLossError as err:
         log.error("%s", err)    # into the rule's log too, not only the job's stderr
@@ -152,8 +157,7 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     attrs = provenance(cfg, seed=seed)
     attrs.update({"dataset": dataset, "width": r.width, "class_channel_sigma": data.sigma,
                   "n_train": len(data.y_train), "n_test": len(data.y_test),
-                  "weight_decay": r.weight_decay, "label_smoothing": r.label_smoothing,
-                  "mixup_alpha": r.mixup_alpha, "mixup_per_batch": int(cfg.mixup_per_batch)})
+                  "hp_value": r.hp[method], "mix_per_batch": int(cfg.mix_per_batch)})
     write_netcdf(resnet_job_dataset(method, seed, history.epoch, variables, attrs), out)
     ckpt.unlink(missing_ok=True)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
@@ -204,3 +208,28 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
     write_netcdf(ds, out)
     log.info("wrote the class-channel example of %s (image %d, class %s) to %s", dataset,
              index, data.classes[label], out)
+
+
+def fetch_job(config: Mapping[str, Any], dataset: str, out_npz: PathLike) -> RawImages:
+    """Acquire one raw dataset with the source directory, download permission and checksums
+    from config (``data_checksums``: {dataset: {file name: hex digest}} replaces the official
+    checksums, for a repackaged mirror or generated archives in tests)."""
+    from labaug.data.raw import fetch
+
+    cfg = from_dict(config)
+    return fetch(dataset, cfg.data_sources.get(dataset), cfg.allow_download, out_npz,
+                 checksums=cfg.data_checksums.get(dataset))
+
+
+def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> xr.Dataset:
+    """Compute the exact minimizers for one synthetic variant and write them with provenance."""
+    from labaug.exact import theory_dataset
+
+    cfg = from_dict(config)
+    start = time.perf_counter()
+    ds = theory_dataset(cfg, variance, cfg.theory)
+    ds.attrs.update(provenance(cfg, seed=cfg.theory.seed, device="cpu"))
+    ds.attrs.update({"data": "synthetic"})
+    write_netcdf(ds, out)
+    log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
+    return ds

@@ -1,8 +1,8 @@
-"""Label augmentations as soft targets, and the cross-entropies that only ever see soft targets.
+"""The cross-entropies, which only ever see soft targets (the augmentations are labaug.augment).
 
-Binary models are sigma(w . x) with labels t in {0, 1} (t = (y + 1) / 2). A batched linear
-sweep holds M models at once, so logits are (B, M) and every augmentation returns
-(logits, soft targets) of that shape. Multi-class models use one-hot targets (B, K).
+Binary models are sigma(w . x) with labels t in {0, 1} (t = (y + 1) / 2); a batched linear
+sweep holds M models at once, so its logits and targets are (B, M). Multi-class models use
+one-hot targets (B, K).
 """
 
 from __future__ import annotations
@@ -25,16 +25,6 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 def weight_decay_penalty(weights: Tensor, lam: Tensor) -> Tensor:
     """lam/2 ||w||^2 per model; its gradient lam*w is Adam's coupled weight decay."""
     return 0.5 * lam * (weights * weights).sum(dim=-1)
-
-
-def smooth(targets: Tensor, a: Tensor | float, num_classes: int) -> Tensor:
-    """Label smoothing: (1 - a) * t + a / K (binary: K = 2, t in {0, 1})."""
-    return (1.0 - a) * targets + a / num_classes
-
-
-def mix(values: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
-    """Mixup along the batch: lam * v + (1 - lam) * v[perm]; lam broadcasts against v."""
-    return lam * values + (1.0 - lam) * values[perm]
 
 
 def binary_targets(labels_pm1: Tensor) -> Tensor:

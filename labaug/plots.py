@@ -15,22 +15,36 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from labaug import augment  # noqa: E402
 from labaug.io import atomic_path  # noqa: E402
-from labaug.results import read_netcdf, select_method  # noqa: E402
+from labaug.results import METHOD_DIM, read_netcdf  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 
-METHOD_TITLES = {
-    "weight_decay": "Weight decay",
-    "label_smoothing": "Label smoothing",
-    "mixup": "Mixup",
-}
-HP_LABELS = {
-    "weight_decay": r"weight decay $\lambda$",
-    "label_smoothing": r"label smoothing $a$",
-    "mixup": r"Mixup $\alpha$ (Beta($\alpha$, $\alpha$))",
-}
-COLORS = {"weight_decay": "tab:blue", "label_smoothing": "tab:orange", "mixup": "tab:green"}
+
+def method_title(name: str) -> str:
+    """A method's title from the registry (its name if it is not registered here)."""
+    return augment.get(name).title if name in augment.names() else name
+
+
+def method_color(name: str) -> str:
+    """A method's colour from the registry (grey if it is not registered here)."""
+    return augment.get(name).color if name in augment.names() else "tab:gray"
+
+
+def hp_label(name: str) -> str:
+    """A method's hyperparameter axis label from the registry."""
+    return augment.get(name).hp_label() if name in augment.names() else name
+
+
+def methods_of(ds: xr.Dataset) -> list[str]:
+    """The methods of a result file, in its order."""
+    return [str(m) for m in ds[METHOD_DIM].values]
+
+
+def at(ds: xr.Dataset, method: str) -> xr.Dataset:
+    """``ds`` at one method."""
+    return ds.sel({METHOD_DIM: method})
 
 
 def mean_std_band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str,
@@ -56,27 +70,27 @@ def sweep_grid(
     """
     variables = [variable] * len(rows) if isinstance(variable, str) else list(variable)
     ylabels = [ylabel] * len(rows) if isinstance(ylabel, str) else list(ylabel)
-    methods = [str(m) for m in rows[0][1]["method"].values]
+    methods = methods_of(rows[0][1])
     fig, axes = plt.subplots(len(rows), len(methods), figsize=(4.2 * len(methods),
                              3.2 * len(rows)), squeeze=False, constrained_layout=True,
                              sharey="row")  # methods of a row compare on one scale
     for r, (row_label, ds) in enumerate(rows):
         for c, method in enumerate(methods):
             ax = axes[r, c]
-            sel = select_method(ds, method)
+            sel = at(ds, method)
             x = sel["hp_value"].values
             keep = ~np.isnan(x)
             mean_std_band(ax, x[keep], sel[variables[r]].transpose("hp", "seed").values[keep],
-                          COLORS.get(method, "tab:gray"), label="trained (mean $\\pm$ 1 std)")
+                          method_color(method), label="trained (mean $\\pm$ 1 std)")
             theory = overlay[r] if overlay is not None else None
-            if theory is not None and method in theory["method"].values:
-                th = select_method(theory, method)
+            if theory is not None and method in theory[METHOD_DIM].values:
+                th = at(theory, method)
                 tx = th["hp_value"].values
                 tk = ~np.isnan(tx) & ~np.isnan(th[variables[r]].values)
                 ax.plot(tx[tk], th[variables[r]].values[tk], "k--", linewidth=1.2,
                         label="exact minimizer")
-            ax.set_xlabel(HP_LABELS.get(method, method))
-            ax.set_title(f"{row_label}: {METHOD_TITLES.get(method, method)}", fontsize=10)
+            ax.set_xlabel(hp_label(method))
+            ax.set_title(f"{row_label}: {method_title(method)}", fontsize=10)
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel(ylabels[r])
@@ -162,10 +176,9 @@ def fig4(out: PathLike, **results: PathLike) -> None:
     for ax, (name, path) in zip(axes[0], results.items(), strict=True):
         ds = read_netcdf(path)
         epochs = ds["epoch"].values
-        for method in [str(m) for m in ds["method"].values]:
-            values = select_method(ds, method)["test_error"].transpose("epoch", "seed").values
-            mean_std_band(ax, epochs, values, COLORS.get(method, "tab:gray"),
-                          label=METHOD_TITLES.get(method, method))
+        for method in methods_of(ds):
+            values = at(ds, method)["test_error"].transpose("epoch", "seed").values
+            mean_std_band(ax, epochs, values, method_color(method), label=method_title(method))
         ax.set_title(f"{DATASET_TITLES.get(name, name)} (ResNet-18, width "
                      f"{ds.attrs.get('width', '?')})", fontsize=10)
         ax.set_xlabel("epoch")
@@ -235,21 +248,21 @@ def theory_comparison(out: PathLike, **files: PathLike) -> None:
     ``files`` holds ``result_{variance}`` (a linear sweep) and ``theory_{variance}`` (the exact
     minimizers, labaug.theory) for each synthetic variant drawn, one pair of rows each.
     """
-    from labaug.theory import compare
+    from labaug.exact import compare
 
     variances = [k.removeprefix("result_") for k in files if k.startswith("result_")]
     comparisons = [(v, compare(read_netcdf(files[f"result_{v}"]),
                                read_netcdf(files[f"theory_{v}"]))) for v in variances]
-    methods = [str(m) for m in comparisons[0][1]["method"].values]
+    methods = methods_of(comparisons[0][1])
     fig, axes = plt.subplots(2 * len(comparisons), len(methods),
                              figsize=(4.2 * len(methods), 2.9 * 2 * len(comparisons)),
                              squeeze=False, constrained_layout=True)
     for r, (variance, cmp) in enumerate(comparisons):
         for c, method in enumerate(methods):
-            sel = select_method(cmp, method)
+            sel = at(cmp, method)
             x = sel["hp_value"].values
             keep = ~np.isnan(x) & ~np.isnan(sel["exact"].values)
-            color = COLORS.get(method, "tab:gray")
+            color = method_color(method)
             mean, std = sel["trained_mean"].values[keep], sel["trained_std"].values[keep]
             ax = axes[2 * r, c]
             ax.plot(x[keep], mean, color=color, marker="o", markersize=3,
@@ -258,8 +271,7 @@ def theory_comparison(out: PathLike, **files: PathLike) -> None:
                             linewidth=0)
             ax.plot(x[keep], sel["exact"].values[keep], "k--", linewidth=1.2,
                     label="exact minimizer")
-            ax.set_title(f"{variance} variance: {METHOD_TITLES.get(method, method)}",
-                         fontsize=10)
+            ax.set_title(f"{variance} variance: {method_title(method)}", fontsize=10)
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel(r"$\|w_{\mathrm{high}}\|$")
@@ -270,7 +282,7 @@ def theory_comparison(out: PathLike, **files: PathLike) -> None:
             ax.axhline(0.0, color="k", linewidth=0.8, linestyle=":")
             worst = float(np.max(np.abs(gap))) if gap.size else float("nan")
             ax.set_title(f"gap; largest |gap| {worst:.2g}%", fontsize=9)
-            ax.set_xlabel(HP_LABELS.get(method, method))
+            ax.set_xlabel(hp_label(method))
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel("(trained $-$ exact) / $\\|w^*\\|$ [%]")

@@ -17,6 +17,11 @@ import labaug
 from labaug.config import Config
 from labaug.io import atomic_path
 
+METHOD_DIM = "augmentation"
+"""The dimension that holds the methods. Not ``method``: that is a keyword of ``Dataset.sel``,
+so ``ds.sel(method="mixup")`` would silently select nothing; ``ds.sel(augmentation="mixup")``
+works on every result file."""
+
 PROVENANCE_KEYS = ("labaug_version", "git_commit", "config_sha256", "torch_version", "device",
                    "created")
 
@@ -62,10 +67,7 @@ def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
         return ds.load()
 
 
-def select_method(ds: xr.Dataset, method: str) -> xr.Dataset:
-    """``ds`` at one method. (``ds.sel(method=...)`` would not work: ``method`` is a keyword of
-    ``Dataset.sel`` itself, so the dimension must be selected with a dict.)"""
-    return ds.sel({"method": method})
+HP_VALUE_LONG_NAME = "the method's hyperparameter (weight decay lambda, smoothing a, alpha, ...)"
 
 
 def _job_variables(dims: tuple[str, ...], shape: tuple[int, ...],
@@ -85,22 +87,22 @@ def linear_job_dataset(
     variables: Mapping[str, tuple[np.ndarray, str]],
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
-    """One sweep's result, dims (method=1, hp, seed=1); variables: name -> (values, long_name)."""
+    """One sweep's result, dims (augmentation=1, hp, seed=1); variables: name -> (values, name)."""
     n_hp = len(hp_values)
-    data_vars = _job_variables(("method", "hp", "seed"), (1, n_hp, 1), variables)
+    data_vars = _job_variables((METHOD_DIM, "hp", "seed"), (1, n_hp, 1), variables)
     data_vars["weight"] = (
-        ("method", "hp", "seed", "feature"), weights[None, :, None, :],
+        (METHOD_DIM, "hp", "seed", "feature"), weights[None, :, None, :],
         {"long_name": "final weight vector w of sigma(w . x)"},
     )
     return xr.Dataset(
         data_vars,
         coords={
-            "method": [method],
+            METHOD_DIM: [method],
             "hp": np.arange(n_hp),
             "seed": [int(seed)],
             "feature": np.arange(weights.shape[-1]),
-            "hp_value": (("method", "hp"), np.asarray(hp_values, dtype=np.float64)[None, :],
-                         {"long_name": "the method's hyperparameter (lambda, a or alpha)"}),
+            "hp_value": ((METHOD_DIM, "hp"), np.asarray(hp_values, dtype=np.float64)[None, :],
+                         {"long_name": HP_VALUE_LONG_NAME}),
         },
         attrs=dict(attrs),
     )
@@ -113,11 +115,11 @@ def resnet_job_dataset(
     variables: Mapping[str, tuple[np.ndarray, str]],
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
-    """One ResNet run: dims (method=1, seed=1, epoch); ``variables``: name -> (values, name)."""
-    data_vars = _job_variables(("method", "seed", "epoch"), (1, 1, len(epochs)), variables)
+    """One ResNet run: dims (augmentation=1, seed=1, epoch); variables: name -> (values, name)."""
+    data_vars = _job_variables((METHOD_DIM, "seed", "epoch"), (1, 1, len(epochs)), variables)
     return xr.Dataset(
         data_vars,
-        coords={"method": [method], "seed": [int(seed)],
+        coords={METHOD_DIM: [method], "seed": [int(seed)],
                 "epoch": ("epoch", np.asarray(epochs, dtype=np.int64),
                           {"long_name": "training epoch (1-based; metrics at its end)"})},
         attrs=dict(attrs),
@@ -125,13 +127,17 @@ def resnet_job_dataset(
 
 
 def aggregate(datasets: Sequence[xr.Dataset]) -> xr.Dataset:
-    """Combine per-job Datasets by their coordinates (method, seed, ...); drop the per-job seed."""
+    """Combine per-job Datasets by coordinates (augmentation, seed, ...); drop the job's seed."""
     combined = xr.combine_by_coords(list(datasets), combine_attrs="drop_conflicts",
                                     join="outer", coords="different", compat="no_conflicts")
     assert isinstance(combined, xr.Dataset)
-    order = [d for d in ("method", "hp", "seed", "epoch", "feature") if d in combined.dims]
+    order = [d for d in (METHOD_DIM, "hp", "seed", "epoch", "feature") if d in combined.dims]
     combined = combined.transpose(*order, *[d for d in combined.dims if d not in order])
     combined.attrs = {k: v for k, v in combined.attrs.items() if k != "seed"}
+    # Drop the encodings inherited from the first per-job file: a method name stored there as
+    # a 6-character array ("cutmix") would truncate every longer name on writing.
+    for variable in combined.variables.values():
+        variable.encoding = {}
     return combined
 
 
@@ -142,7 +148,7 @@ def aggregate_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathL
     first = parts[0].attrs
     combined = aggregate(parts)
     if methods is not None:
-        combined = combined.sel({"method": list(methods)})
+        combined = combined.sel({METHOD_DIM: list(methods)})
     combined.attrs.update({k: first[k] for k in PROVENANCE_KEYS if k in first})
     combined.attrs["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     combined.attrs["seeds"] = np.asarray(combined["seed"].values, dtype=np.int64)

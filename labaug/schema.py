@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import os
@@ -31,10 +32,40 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML (or JSON) schema file."""
+    """Read a YAML (or JSON) schema file and fill in the registered methods (`with_methods`)."""
     with open(path) as fh:
         schema: dict[str, Any] = yaml.safe_load(fh)
-    return schema
+    return with_methods(schema)
+
+
+def with_methods(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with the method enum, grid keys and ResNet values of every registered method.
+
+    The method list lives in one place, the `labaug.augment` registry; each method's bound on
+    its hyperparameter (e.g. label smoothing a < 1) becomes the bound of its grid and value.
+    """
+    from labaug import augment
+
+    out: dict[str, Any] = copy.deepcopy(dict(schema))
+    methods = augment.registry()
+    out["$defs"]["method"]["enum"] = list(methods)
+    grid = out["$defs"]["grid"]
+    grids: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    for name, method in methods.items():
+        bound = ({} if method.hp_maximum is None
+                 else {"exclusiveMaximum": method.hp_maximum})
+        words = f"{method.hp_words} {method.hp_symbol.strip(chr(92))}"
+        grids[name] = {**grid, "description": f"grid of {words}",
+                       "properties": {k: {**v, **bound} if k != "size" else v
+                                      for k, v in grid["properties"].items()}}
+        values[name] = {"type": "number", "minimum": 0, **bound,
+                        "description": f"{words} in the ResNet runs"}
+    out["properties"]["grids"].update(properties=grids, required=list(methods))
+    class_channels = [n for n, m in methods.items() if "class_channels" in m.experiments]
+    out["properties"]["resnet"]["properties"]["hp"].update(
+        properties={n: values[n] for n in class_channels}, required=class_channels)
+    return out
 
 
 def key_path(path: Iterable[Any]) -> str:
@@ -147,6 +178,11 @@ def _relations(config: Mapping[str, Any]) -> list[str]:
             if isinstance(grid, Mapping) and not _ordered(grid, "low", "high"):
                 problems.append(f"grids.{name}: low = {_fmt(grid['low'])} exceeds "
                                 f"high = {_fmt(grid['high'])}; allowed: low <= high")
+            elif (isinstance(grid, Mapping) and grid.get("size") == 1
+                  and grid.get("low") != grid.get("high")):
+                problems.append(f"grids.{name}: size = 1 keeps only low = {_fmt(grid['low'])} "
+                                f"and drops high = {_fmt(grid['high'])}; set low = high, or "
+                                f"size >= 2")
     synthetic = config.get("synthetic")
     if isinstance(synthetic, Mapping) and not _ordered(synthetic, "u_low", "u_high"):
         problems.append(f"synthetic: u_low = {_fmt(synthetic['u_low'])} exceeds u_high = "

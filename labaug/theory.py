@@ -48,17 +48,14 @@ import itertools
 import logging
 import math
 import os
-import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import xarray as xr
 from scipy.optimize import minimize as scipy_minimize
 from scipy.special import betaincinv, expit, roots_jacobi
 
-from labaug.config import METHODS, Config, SyntheticConfig, TheoryConfig, Variance, from_dict
+from labaug.config import SyntheticConfig, TheoryConfig, Variance
 
 log = logging.getLogger(__name__)
 
@@ -368,161 +365,64 @@ def max_margin_closed_form(cfg: SyntheticConfig, variance: Variance,
     return np.concatenate([np.full(cfg.d, g), np.full(cfg.d, c)]) / (cfg.d * (g * g + c * c))
 
 
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- solver table
 
 
-def theory_dataset(cfg: Config, variance: Variance, tcfg: TheoryConfig) -> xr.Dataset:
-    """Exact minimizers for every method and hyperparameter > 0 of the grid, as a Dataset."""
-    syn = cfg.synthetic
-    d = syn.d
-    methods = [m for m in cfg.methods if m in METHODS]
-    grids = {m: cfg.grid(m) for m in methods}
-    n_hp = max(len(g) for g in grids.values())
-    shape = (len(methods), n_hp)
-    hp_value = np.full(shape, np.nan)
-    out = {k: np.full(shape, np.nan) for k in ("w_high_norm", "w_low_norm", "grad_norm",
-                                                 "iterations")}
-    weight = np.full((*shape, 2 * d), np.nan)
-    evaluation: list[str] = []
-    n_points = np.zeros(len(methods), dtype=np.int64)
+@dataclass
+class Problem:
+    """One synthetic variant's population: what every solver needs, the Mixup sample made once."""
 
-    sample: MixupSample | None = None
-    if "mixup" in methods and variance == "low":
-        x, y = sample_points(syn, tcfg.n_samples, tcfg.seed, variance, cfg.low_noise)
-        sample = mixup_sample(x, y, d, tcfg.seed, variance)
-        del x
+    syn: SyntheticConfig
+    variance: Variance
+    low_noise: float
+    tcfg: TheoryConfig
+    _sample: MixupSample | None = None
 
-    for i, method in enumerate(methods):
-        grid = grids[method]
-        hp_value[i, :len(grid)] = grid
-        description = ""
-        for h, value in enumerate(grid):
-            if value <= 0:
-                continue                      # no finite minimizer: plain ERM
-            start = time.perf_counter()
-            if method == "weight_decay":
-                design = margin_design(syn, variance, cfg.low_noise, 1.0,
-                                       tcfg.quadrature_nodes)
-                sol = solve(design, float(value), tcfg.tol)
-            elif method == "label_smoothing":
-                design = margin_design(syn, variance, cfg.low_noise, 1.0 - 0.5 * float(value),
-                                       tcfg.quadrature_nodes)
-                sol = solve(design, 0.0, tcfg.tol)
-            elif sample is None:
-                design = mixup_quadrature_design(syn, float(value), tcfg.mixup_quadrature_nodes,
-                                                 tcfg.beta_nodes)
-                sol = solve(design, 0.0, tcfg.tol)
-            else:
-                design = mixup_design(sample, float(value))
-                sol = solve(design, 0.0, tcfg.tol)
-            description = design.evaluation
-            n_points[i] = len(design.weights)
-            if sol.grad_norm > tcfg.max_grad_norm:
-                raise RuntimeError(f"{method} {value:g}: gradient norm {sol.grad_norm:.3g} "
-                                   f"above {tcfg.max_grad_norm:g}")
-            out["w_high_norm"][i, h] = sol.w_high_norm
-            out["w_low_norm"][i, h] = sol.w_low_norm
-            out["grad_norm"][i, h] = sol.grad_norm
-            out["iterations"][i, h] = sol.iterations
-            weight[i, h] = sol.weight(d)
-            log.info("%s %s=%.4g: |w_high| %.6g |w_low| %.6g grad %.2e (%d it, %.2f s)",
-                     variance, method, value, sol.w_high_norm, sol.w_low_norm, sol.grad_norm,
-                     sol.iterations, time.perf_counter() - start)
-        evaluation.append(description)
-
-    mm = max_margin(syn, variance, cfg.low_noise)
-    mm_closed = max_margin_closed_form(syn, variance, cfg.low_noise)
-    lo, hi = slice(0, d), slice(d, 2 * d)
-    long = {
-        "w_high_norm": "norm of the exact minimizer's weights on the high-variance block",
-        "w_low_norm": "norm of the exact minimizer's weights on the low-variance block "
-                      "(minimum-norm minimizer where the low block is not identified)",
-        "grad_norm": "norm of the full 2d-dim gradient of the population loss at the solution",
-        "iterations": "Newton iterations",
-    }
-    data_vars: dict[str, Any] = {
-        k: (("method", "hp"), v, {"long_name": long[k]}) for k, v in out.items()
-    }
-    data_vars["weight"] = (("method", "hp", "feature"), weight,
-                           {"long_name": "the exact minimizer's weight vector w"})
-    data_vars["evaluation"] = (("method",), np.array(evaluation, dtype=object),
-                               {"long_name": "how the expectation over the data was evaluated"})
-    data_vars["n_points"] = (("method",), n_points,
-                             {"long_name": "quadrature nodes or sample points per expectation"})
-    data_vars["max_margin_w_high_norm"] = ((), float(np.linalg.norm(mm[hi])), {
-        "long_name": "high-variance block norm of the max-margin solution (Def. 2.2, margin 1)"})
-    data_vars["max_margin_w_low_norm"] = ((), float(np.linalg.norm(mm[lo])), {
-        "long_name": "low-variance block norm of the max-margin solution (Def. 2.2, margin 1)"})
-    data_vars["max_margin_closed_form_gap"] = ((), float(np.abs(mm - mm_closed).max()), {
-        "long_name": "max |w_QP - w_closed_form| over coordinates of the max-margin solution"})
-    data_vars["max_margin_weight"] = (("feature",), mm, {
-        "long_name": "max-margin solution (Def. 2.2) from the QP over the support's vertices"})
-    return xr.Dataset(
-        data_vars,
-        coords={
-            "method": methods,
-            "hp": np.arange(n_hp),
-            "feature": np.arange(2 * d),
-            "hp_value": (("method", "hp"), hp_value,
-                         {"long_name": "the method's hyperparameter (lambda, a or alpha)"}),
-        },
-        attrs={
-            "variance": variance,
-            "theory_seed": tcfg.seed,
-            "n_samples": tcfg.n_samples,
-            "quadrature_nodes_per_piece": tcfg.quadrature_nodes,
-            "solver": f"Newton with backtracking, float64, stop at gradient norm <= {tcfg.tol:g}",
-            "note": "hp_value 0 has no finite minimizer (plain logistic loss) and is NaN",
-        },
-    )
+    def mixup_sample(self) -> MixupSample:
+        """The fixed sample of points, partners and weights (low variance), drawn on first use."""
+        if self._sample is None:
+            x, y = sample_points(self.syn, self.tcfg.n_samples, self.tcfg.seed, self.variance,
+                                 self.low_noise)
+            self._sample = mixup_sample(x, y, self.syn.d, self.tcfg.seed, self.variance)
+        return self._sample
 
 
-def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> xr.Dataset:
-    """Compute the exact minimizers for one variant and write them with provenance."""
-    from labaug.results import provenance, write_netcdf
-
-    cfg = from_dict(config)
-    tcfg = cfg.theory
-    start = time.perf_counter()
-    ds = theory_dataset(cfg, variance, tcfg)
-    ds.attrs.update(provenance(cfg, seed=tcfg.seed, device="cpu"))
-    ds.attrs.update({"data": "synthetic"})
-    write_netcdf(ds, out)
-    log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
-    return ds
+def _weight_decay(p: Problem, value: float) -> tuple[Design, float]:
+    """Logistic loss plus lambda/2 ||w||^2 (Theorem 3.1)."""
+    return margin_design(p.syn, p.variance, p.low_noise, 1.0, p.tcfg.quadrature_nodes), value
 
 
-def compare(trained: xr.Dataset, exact: xr.Dataset) -> xr.Dataset:
-    """Trained w_high_norm (mean, std over seeds) beside the exact minimizer's, and the gaps.
+def _label_smoothing(p: Problem, value: float) -> tuple[Design, float]:
+    """Logistic loss with target 1 - a/2 on the margin (Theorem 3.3)."""
+    return margin_design(p.syn, p.variance, p.low_noise, 1.0 - 0.5 * value,
+                         p.tcfg.quadrature_nodes), 0.0
 
-    ``gap`` is (trained mean - exact) / ||w*||, the whole exact minimizer's norm, which stays
-    meaningful where the exact w_high_norm is 0; ``rel_gap`` is relative to the exact
-    w_high_norm itself (NaN where that is below 1e-6); ``weight_distance`` is the mean over
-    seeds of ||w - w*|| / ||w*|| for the whole weight vector.
-    """
-    methods = [str(m) for m in trained["method"].values if m in exact["method"].values]
-    tr = trained.sel({"method": methods})
-    ex = exact.sel({"method": methods})
-    n_hp = tr.sizes["hp"]
-    ex = ex.isel(hp=slice(0, n_hp))
-    if not np.allclose(tr["hp_value"].values, ex["hp_value"].values, equal_nan=True):
-        raise ValueError("trained and exact results use different hyperparameter grids")
-    high = tr["w_high_norm"]
-    exact_high = ex["w_high_norm"].drop_vars("hp_value")
-    exact_norm = ((ex["w_high_norm"] ** 2 + ex["w_low_norm"] ** 2) ** 0.5).drop_vars("hp_value")
-    mean = high.mean("seed")
-    out = xr.Dataset({
-        "trained_mean": mean.assign_attrs(long_name="trained w_high_norm, mean over seeds"),
-        "trained_std": high.std("seed").assign_attrs(
-            long_name="trained w_high_norm, std over seeds"),
-        "exact": exact_high.assign_attrs(long_name="exact minimizer's w_high_norm"),
-        "gap": ((mean - exact_high) / exact_norm).assign_attrs(
-            long_name="(trained mean - exact w_high_norm) / ||w*||"),
-        "rel_gap": ((mean - exact_high) / exact_high.where(exact_high > 1e-6)).assign_attrs(
-            long_name="(trained mean - exact) / exact w_high_norm"),
-    })
-    if "weight" in tr:
-        dist = ((tr["weight"] - ex["weight"].drop_vars("hp_value")) ** 2).sum("feature") ** 0.5
-        out["weight_distance"] = (dist / exact_norm).mean("seed").assign_attrs(
-            long_name="mean over seeds of ||w - w*|| / ||w*||")
-    return out
+
+def _mixup(p: Problem, value: float) -> tuple[Design, float]:
+    """The Mixup loss (Theorem 3.4): quadrature for zero variance, the fixed sample otherwise."""
+    if p.variance == "zero":
+        return mixup_quadrature_design(p.syn, value, p.tcfg.mixup_quadrature_nodes,
+                                       p.tcfg.beta_nodes), 0.0
+    return mixup_design(p.mixup_sample(), value), 0.0
+
+
+SOLVERS: dict[str, Callable[[Problem, float], tuple[Design, float]]] = {
+    "weight_decay": _weight_decay,
+    "label_smoothing": _label_smoothing,
+    "mixup": _mixup,
+}
+"""The methods whose population loss this module knows: each maps (problem, hyperparameter) to
+its reduced objective and L2 coefficient. Other methods have no exact minimizer here."""
+
+
+class NoPopulationLoss(KeyError):
+    """A method has no population loss in `SOLVERS`; the message names it."""
+
+
+def exact_minimizer(method: str, problem: Problem, value: float) -> tuple[Minimizer, Design]:
+    """The exact minimizer of ``method``'s population loss at hyperparameter ``value`` > 0."""
+    if method not in SOLVERS:
+        raise NoPopulationLoss(f"labaug.theory has no population loss for {method!r}; "
+                               f"it solves {', '.join(SOLVERS)}")
+    design, l2 = SOLVERS[method](problem, float(value))
+    return solve(design, l2, problem.tcfg.tol), design

@@ -25,9 +25,9 @@ def test_batched_sweep_equals_one_model_at_a_time(method: str, per_batch: bool) 
     optim = OptimConfig(batch_size=200, epochs=5, lr=1e-2)
     data = make_synthetic(cfg, 11, "low", 0.1)
     grid = GRIDS[method]
-    batched = train_sweep(data, method, grid, 11, optim, mixup_per_batch=per_batch)  # type: ignore[arg-type]
+    batched = train_sweep(data, method, grid, 11, optim, mix_per_batch=per_batch)  # type: ignore[arg-type]
     for m, value in enumerate(grid):
-        alone = train_sweep(data, method, [value], 11, optim, mixup_per_batch=per_batch)  # type: ignore[arg-type]
+        alone = train_sweep(data, method, [value], 11, optim, mix_per_batch=per_batch)  # type: ignore[arg-type]
         assert np.abs(batched.weights[m] - alone.weights[0]).max() < 1e-5
         assert batched.test_error[m] == alone.test_error[0]
     # The grid really is different models: the trajectories separate.

@@ -138,7 +138,7 @@ def test_weight_decay_is_adams_coupled_l2() -> None:
 
 def _batches(data: ClassChannelData, method: Method, per_batch: bool = False
              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    tr = ResNetTrainer(data, ResNetRun("gen", method, 0), OPTIM, TINY, mixup_per_batch=per_batch)
+    tr = ResNetTrainer(data, ResNetRun("gen", method, 0), OPTIM, TINY, mix_per_batch=per_batch)
     return list(tr._batches())
 
 

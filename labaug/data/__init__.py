@@ -15,6 +15,8 @@ class LinearData:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    image_shape: tuple[int, int, int] | None = None
+    """(C, H, W) when the features are a flattened image (channel-major), else None."""
 
     @property
     def n_features(self) -> int:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from labaug.data.raw import RawImages, channel_stats, load_npz, standardize
+from labaug.data.images import channel_stats, standardize
+from labaug.data.raw import RawImages, load_npz
 from labaug.rng import numpy_rng
 
 

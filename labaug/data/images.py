@@ -16,8 +16,22 @@ import numpy as np
 
 from labaug.config import Variance
 from labaug.data import LinearData
-from labaug.data.raw import RawImages, channel_stats, standardize
+from labaug.data.raw import RawImages
 from labaug.rng import numpy_rng
+
+
+def channel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 training images (N, C, H, W), in [0, 1] units."""
+    x = x_train.astype(np.float64) / 255.0
+    return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Scale uint8 images to [0, 1], then subtract the channel mean and divide by its std."""
+    out: np.ndarray = (x.astype(np.float32) / 255.0 - mean[None, :, None, None]) \
+        / std[None, :, None, None]
+    return out.astype(np.float32)
+
 
 IDENTIFYING_PIXEL = 0
 """Index of the identifying coordinate in the flattened (C, H, W) feature vector."""
@@ -54,5 +68,6 @@ def make_binary(raw: RawImages, seed: int, variance: Variance, gamma: float,
     f_test = standardize(x_test, mean, std).reshape(len(x_test), -1)
     f_train[:, IDENTIFYING_PIXEL] = identifying_pixel(
         y_train, gamma, variance, low_noise, numpy_rng(seed, "images", "identifying_pixel"))
+    shape = (int(x_train.shape[1]), int(x_train.shape[2]), int(x_train.shape[3]))
     return LinearData(np.ascontiguousarray(f_train), y_train, np.ascontiguousarray(f_test),
-                      y_test)
+                      y_test, image_shape=shape)

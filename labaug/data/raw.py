@@ -64,19 +64,6 @@ def load_npz(path: str | os.PathLike[str]) -> RawImages:
         )
 
 
-def channel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of uint8 training images (N, C, H, W), in [0, 1] units."""
-    x = x_train.astype(np.float64) / 255.0
-    return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
-
-
-def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Scale uint8 images to [0, 1], then subtract the channel mean and divide by its std."""
-    out: np.ndarray = (x.astype(np.float32) / 255.0 - mean[None, :, None, None]) \
-        / std[None, :, None, None]
-    return out.astype(np.float32)
-
-
 # --- acquisition ---------------------------------------------------------------------------
 
 
@@ -324,20 +311,6 @@ def local_source_files(dataset: str, source_dir: PathLike | None) -> list[str]:
         return []
     found = _local_files(_spec(dataset, None), Path(source_dir))
     return [] if found is None else [str(p) for p in found.values()]
-
-
-def fetch_configured(config: Mapping[str, Any], dataset: str, out_npz: PathLike) -> RawImages:
-    """``fetch`` with the source directory, download permission and checksums from config.
-
-    Optional config key ``data_checksums``: {dataset: {file name: hex digest}} replaces the
-    official checksums (a repackaged mirror, or generated archives in tests).
-    """
-    from labaug.config import from_dict
-
-    cfg = from_dict(config)
-    overrides = cfg.data_checksums.get(dataset)
-    return fetch(dataset, cfg.data_sources.get(dataset), cfg.allow_download, out_npz,
-                 checksums=overrides)
 
 
 def _local_files(spec: ArchiveSpec, source_dir: Path) -> dict[str, Path] | None:

@@ -2,11 +2,18 @@
 
 Model m of the sweep is sigma(w_m . x) with no bias (paper Sec. 2.1); the weights of all M
 models form one (M, F) tensor, so a step is one (B, F) x (F, M) matmul. Adam is elementwise, so
-one Adam over the (M, F) tensor is M independent Adams. For Mixup the inputs are never mixed:
-w . (l x_i + (1 - l) x_j) = l (w . x_i) + (1 - l)(w . x_j), so the logits are mixed instead and
-autograd scatters the gradient back the same way. Every random draw depends only on the run
-seed and, for Mixup weights, on the model's own alpha, so model m follows exactly the trajectory
-it would follow if it were trained alone.
+one Adam over the (M, F) tensor is M independent Adams, and a method's weight decay is a per-model
+coupled L2 term added to the gradient (as ``torch.optim.Adam(weight_decay=...)`` does).
+
+Every method goes through the same `labaug.augment` interface. A method that may act on logits
+(label smoothing, Mixup, weight decay) is applied to the (B, M) logits, which is exact for a
+linear model. A method that must mix inputs (CutMix) builds each model's mixed inputs, a chunk of
+models at a time so that no (batch, models, features) tensor exceeds `MIX_BUDGET_BYTES`, and each
+chunk is backpropagated before the next is built.
+
+Every random draw depends only on the run seed and, for a method's own draws, on the model's
+hyperparameter value (one generator per model), so model m follows exactly the trajectory it
+would follow if it were trained alone.
 """
 
 from __future__ import annotations
@@ -18,14 +25,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from labaug.config import Method, OptimConfig
+from labaug import augment
+from labaug.augment import Augmentation, hp_key, partner_permutation
+from labaug.config import OptimConfig
 from labaug.data import LinearData
-from labaug.losses import binary_cross_entropy, binary_targets, mix, smooth, weight_decay_penalty
+from labaug.losses import binary_cross_entropy, binary_targets
 from labaug.metrics import error_rate
 from labaug.rng import numpy_rng, torch_rng
 
 log = logging.getLogger(__name__)
+
+MIX_BUDGET_BYTES = 64 * 2**20
+"""Largest (batch, models, features) tensor that an input-mixing method may build in one piece."""
 
 
 @dataclass(frozen=True)
@@ -38,48 +51,66 @@ class SweepResult:
     test_error: np.ndarray
 
 
-def _hp_key(value: float) -> str:
-    """A seed purpose that names a hyperparameter value exactly."""
-    return f"{float(value):.17g}"
+class EpochDraws:
+    """A method's random draws for a sweep: one generator per model, keyed by (seed, value)."""
+
+    def __init__(self, method: Augmentation, seed: int, scope: tuple[str, ...],
+                 values: np.ndarray, per_batch: bool,
+                 spatial: tuple[int, int] | None) -> None:
+        self.method, self.values, self.per_batch, self.spatial = method, values, per_batch, spatial
+        self.rngs = [numpy_rng(seed, *scope, method.name, hp_key(v)) for v in values]
+        self.partner_rng = numpy_rng(seed, *scope, "partner") if method.needs_partner else None
+
+    def epoch(self, steps: int, batch: int,
+              device: torch.device) -> tuple[dict[str, Tensor], Tensor | None]:
+        """This epoch's draws, each (steps, batch or 1, M, ...), and partner keys (steps, batch)."""
+        per_model = [self.method.draw(rng, float(v), steps, batch, self.per_batch, self.spatial)
+                     for rng, v in zip(self.rngs, self.values, strict=True)]
+        draws = {key: torch.as_tensor(np.stack([d[key] for d in per_model], axis=2),
+                                      device=device) for key in per_model[0]}
+        keys = None
+        if self.partner_rng is not None:
+            keys = torch.as_tensor(augment.draw_partners(self.partner_rng, steps, batch),
+                                   device=device)
+        return draws, keys
 
 
-class _MixupWeights:
-    """Per-model Beta(alpha, alpha) draws, one generator per model keyed by (seed, alpha)."""
+def step_slice(draws: dict[str, Tensor], step: int, b: int) -> dict[str, Tensor]:
+    """One step's draws, each (b or 1, M, ...): the first b examples, or the per-batch draw."""
+    return {k: v[step, :b] for k, v in draws.items()}
 
-    def __init__(self, seed: int, alphas: np.ndarray, per_batch: bool) -> None:
-        self.alphas = alphas
-        self.per_batch = per_batch
-        self.rngs = [numpy_rng(seed, "linear", "mixup_weight", _hp_key(a)) for a in alphas]
 
-    def epoch(self, steps: int, batch: int) -> np.ndarray:
-        """Mixing weights for one epoch, shape (steps, batch or 1, M); alpha = 0 gives 1 (ERM)."""
-        width = 1 if self.per_batch else batch
-        out = np.ones((steps, width, len(self.alphas)))
-        for m, (alpha, rng) in enumerate(zip(self.alphas, self.rngs, strict=True)):
-            if alpha > 0:
-                out[:, :, m] = rng.beta(alpha, alpha, size=(steps, width))
-        return out
+def mix_chunk(batch: int, n_features: int, itemsize: int) -> int:
+    """How many models' mixed inputs fit in `MIX_BUDGET_BYTES` at once (at least one)."""
+    return max(1, MIX_BUDGET_BYTES // max(1, batch * n_features * itemsize))
 
 
 def train_sweep(
     data: LinearData,
-    method: Method,
+    method: str,
     hp_values: Sequence[float] | np.ndarray,
     seed: int,
     optim: OptimConfig,
     *,
-    mixup_per_batch: bool = False,
+    mix_per_batch: bool = False,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> SweepResult:
     """Train one logistic-regression model per hyperparameter value, all in one batched model."""
+    aug = augment.get(method)
     hp = np.asarray(hp_values, dtype=np.float64)
     n_models = len(hp)
     dev = torch.device(device)
     x = torch.as_tensor(data.x_train, dtype=dtype, device=dev)
-    t = binary_targets(torch.as_tensor(data.y_train, dtype=dtype, device=dev))
+    # Binary targets as two-class one-hot rows (K = 2), the form every method augments.
+    t1 = binary_targets(torch.as_tensor(data.y_train, dtype=dtype, device=dev))
+    t = torch.stack([1.0 - t1, t1], dim=1)
     n, n_features = x.shape
-    hp_t = torch.as_tensor(hp, dtype=dtype, device=dev)
+    values = torch.as_tensor(hp, dtype=dtype, device=dev)
+    decay = torch.as_tensor([aug.decay(v) for v in hp], dtype=dtype, device=dev)[:, None]
+    shape = data.image_shape
+    if aug.needs_spatial and shape is None:
+        raise ValueError(f"{method} needs images, but this sweep's data are plain vectors")
 
     # nn.Linear's default init, U(-1/sqrt(F), 1/sqrt(F)), shared by every model of the sweep.
     bound = 1.0 / math.sqrt(n_features)
@@ -89,36 +120,45 @@ def train_sweep(
     opt = torch.optim.Adam([w], lr=optim.lr, betas=optim.betas, eps=optim.eps)
 
     order_rng = torch_rng(seed, "linear", "order")
-    perm_rng = torch_rng(seed, "linear", "mixup_partner")
-    mixup = _MixupWeights(seed, hp, mixup_per_batch) if method == "mixup" else None
+    sampler = EpochDraws(aug, seed, ("linear",), hp, mix_per_batch,
+                         None if shape is None else (shape[1], shape[2]))
     steps = math.ceil(n / optim.batch_size)
-    decay = hp_t if method == "weight_decay" else None
+    chunk = mix_chunk(optim.batch_size, n_features, x.element_size())
 
     epoch_loss = torch.zeros(n_models, dtype=torch.float64, device=dev)
     for epoch in range(optim.epochs):
         order = torch.randperm(n, generator=order_rng).to(dev)
-        lam_epoch = None
-        if mixup is not None:
-            lam_epoch = torch.as_tensor(mixup.epoch(steps, optim.batch_size), dtype=dtype,
-                                        device=dev)
+        draws, keys = sampler.epoch(steps, optim.batch_size, dev)
         epoch_loss.zero_()
         for step in range(steps):
             idx = order[step * optim.batch_size:(step + 1) * optim.batch_size]
             b = len(idx)
-            logits = x[idx] @ w.T                                   # (B, M)
-            targets = t[idx].unsqueeze(1).expand(b, n_models)       # (B, M)
-            if method == "label_smoothing":
-                targets = smooth(targets, hp_t, 2)
-            elif lam_epoch is not None:
-                perm = torch.randperm(b, generator=perm_rng).to(dev)
-                lam = lam_epoch[step, :b]
-                logits, targets = mix(logits, lam, perm), mix(targets, lam, perm)
-            data_loss = binary_cross_entropy(logits, targets).mean(dim=0)  # (M,)
-            loss = data_loss.sum()
-            if decay is not None:
-                loss = loss + weight_decay_penalty(w, decay).sum()
+            xb, tb = x[idx], t[idx].unsqueeze(1)                     # (B, F), (B, 1, 2)
+            d = step_slice(draws, step, b)
+            partner = None if keys is None else partner_permutation(keys[step], b)
             opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
+            if not aug.mixes_inputs:
+                logits, targets = aug.apply(xb @ w.T, tb, values, d, partner)  # (B, M)
+                data_loss = binary_cross_entropy(
+                    logits, targets[..., 1].expand(b, n_models)).mean(dim=0)
+                torch.autograd.backward(data_loss.sum())
+            else:
+                assert shape is not None
+                parts = []
+                for lo in range(0, n_models, chunk):
+                    hi = min(lo + chunk, n_models)
+                    dc = {k: v[:, lo:hi] for k, v in d.items()}
+                    xm, targets = aug.apply(xb.view(b, 1, *shape), tb, values[lo:hi], dc,
+                                            partner)              # (B, m, C, H, W), (B, m, 2)
+                    logits = torch.einsum("bmf,mf->bm", xm.reshape(b, hi - lo, n_features),
+                                          w[lo:hi])
+                    part = binary_cross_entropy(
+                        logits, targets[..., 1].expand(b, hi - lo)).mean(dim=0)
+                    torch.autograd.backward(part.sum())
+                    parts.append(part.detach())
+                data_loss = torch.cat(parts)
+            assert w.grad is not None
+            w.grad.add_(decay * w.detach())    # coupled weight decay: Adam sees grad + lambda w
             opt.step()
             epoch_loss += data_loss.detach().to(torch.float64) * (b / n)
         if epoch == 0 or (epoch + 1) % max(1, optim.epochs // 10) == 0:

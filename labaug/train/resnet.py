@@ -1,16 +1,17 @@
 """The ResNet-18 trainer of Sec. 4.3: class channels built on the device, resumable every epoch.
 
 The whole (standardized) dataset lives on the training device as one tensor; a batch is taken by
-index and its class channels are concatenated there (`labaug.data.channels`). All three methods
-use one soft-target cross-entropy: weight decay is Adam's coupled L2 term, label smoothing turns the
-one-hot targets into (1 - a) onehot + a/K, and Mixup mixes whole inputs (image and class channels)
-and one-hot targets with Beta(alpha, alpha) weights, per example by default.
+index and its class channels are concatenated there (`labaug.data.channels`). Every method is a
+`labaug.augment` object applied to whole inputs (image and class channels) and one-hot targets,
+and every method trains with one soft-target cross-entropy; a method's weight decay (only weight
+decay's is nonzero) is Adam's coupled L2 term.
 
 On CUDA the model runs channels_last under bf16 autocast with fp32 weights; on CPU it runs in fp32
 and is bitwise reproducible. Every epoch ends with an atomic checkpoint (model, optimizer, every
 random generator, metrics so far); a rerun resumes from it and ends with the same numbers as an
 uninterrupted run. Random draws come from generators seeded by (seed, purpose) and made on the CPU,
-so the shuffling and Mixup draws are the same on every device; one host-to-device copy per epoch.
+so the shuffling and augmentation draws are the same on every device (the same draw code as the
+linear sweep, `labaug.train.linear.EpochDraws`); one host-to-device copy per epoch.
 
 Failure injection (for testing failure handling): the environment variable ``LABAUG_INJECT_NAN``
 holds comma-separated ``dataset:method:seed:epoch`` entries; the matching run turns its loss into
@@ -33,12 +34,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from labaug import augment
+from labaug.augment import partner_permutation
 from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
 from labaug.io import atomic_path
-from labaug.losses import mix, one_hot, smooth, soft_cross_entropy
+from labaug.losses import one_hot, soft_cross_entropy
 from labaug.models import resnet18
-from labaug.rng import numpy_rng, torch_rng
+from labaug.rng import torch_rng
+from labaug.train.linear import EpochDraws, step_slice
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +113,13 @@ class ResNetTrainer:
 
     def __init__(
         self, data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig,
-        *, mixup_per_batch: bool = False, device: str = "cpu", compile_model: bool = False,
+        *, mix_per_batch: bool = False, device: str = "cpu", compile_model: bool = False,
         mixed_precision: bool | None = None,
     ) -> None:
         self.run, self.optim, self.resnet = run, optim, resnet
-        self.mixup_per_batch = mixup_per_batch
+        self.mix_per_batch = mix_per_batch
+        self.aug = augment.get(run.method)
+        self.value = float(resnet.hp[run.method])
         self.device = torch.device(device)
         dev = self.device
         # channels_last + bf16 autocast: the CUDA default; CPU stays fp32 (and bitwise
@@ -132,13 +138,16 @@ class ResNetTrainer:
                                          torch_rng(run.seed, "resnet", "init"), dev)
         if self.mixed:
             self.model = self.model.to(memory_format=torch.channels_last)
-        decay = resnet.weight_decay if run.method == "weight_decay" else 0.0
         self.opt = torch.optim.Adam(self.model.parameters(), lr=optim.lr, betas=optim.betas,
-                                    eps=optim.eps, weight_decay=decay)
+                                    eps=optim.eps, weight_decay=self.aug.decay(self.value))
         self.forward: Callable[[Tensor], Tensor] = (
             torch.compile(self.model) if compile_model else self.model)
         self.order_rng = torch_rng(run.seed, "resnet", "order")
-        self.mixup_rng = numpy_rng(run.seed, "resnet", run.dataset, "mixup")
+        shape = data.x_train.shape
+        self.draws = EpochDraws(self.aug, run.seed, ("resnet", run.dataset),
+                                np.array([self.value]), mix_per_batch,
+                                (int(shape[2]), int(shape[3])))
+        self.values = torch.tensor([self.value], dtype=torch.float32, device=dev)
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -147,7 +156,9 @@ class ResNetTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "order_rng": self.order_rng.get_state(),
-            "mixup_rng": self.mixup_rng.bit_generator.state,
+            "augment_rngs": [rng.bit_generator.state for rng in self.draws.rngs],
+            "partner_rng": (None if self.draws.partner_rng is None
+                            else self.draws.partner_rng.bit_generator.state),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -155,7 +166,10 @@ class ResNetTrainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.order_rng.set_state(state["order_rng"])
-        self.mixup_rng.bit_generator.state = state["mixup_rng"]
+        for rng, saved in zip(self.draws.rngs, state["augment_rngs"], strict=True):
+            rng.bit_generator.state = saved
+        if self.draws.partner_rng is not None:
+            self.draws.partner_rng.bit_generator.state = state["partner_rng"]
 
     # -- batches ----------------------------------------------------------------------------
     def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -163,18 +177,7 @@ class ResNetTrainer:
         n, bs, k = self.n_train, self.optim.batch_size, self.num_classes
         steps = math.ceil(n / bs)
         order = torch.randperm(n, generator=self.order_rng).to(self.device, non_blocking=True)
-        method = self.run.method
-        lam = keys = None
-        if method == "mixup":
-            # All of the epoch's Mixup draws at once: one weight per example (or per batch) and
-            # random keys whose argsort is the partner permutation of each batch.
-            alpha = self.resnet.mixup_alpha
-            width = 1 if self.mixup_per_batch else bs
-            lam_np = self.mixup_rng.beta(alpha, alpha, size=(steps, width))
-            keys_np = self.mixup_rng.random(size=(steps, bs))
-            lam = torch.as_tensor(lam_np, dtype=torch.float32).to(self.device, non_blocking=True)
-            keys = torch.as_tensor(keys_np, dtype=torch.float32).to(self.device,
-                                                                     non_blocking=True)
+        draws, keys = self.draws.epoch(steps, bs, self.device)
         for step in range(steps):
             idx = order[step * bs:(step + 1) * bs]
             b = len(idx)
@@ -182,14 +185,10 @@ class ResNetTrainer:
                 break
             labels = self.y_train[idx]
             x = with_class_channels(self.x_train[idx], labels, self.vectors)
-            t = one_hot(labels, k)
-            if method == "label_smoothing":
-                t = smooth(t, self.resnet.label_smoothing, k)
-            elif lam is not None and keys is not None:
-                perm = torch.argsort(keys[step, :b])
-                w = lam[step, :b] if not self.mixup_per_batch else lam[step].expand(b)
-                x = mix(x, w.view(b, 1, 1, 1), perm)
-                t = mix(t, w.view(b, 1), perm)
+            partner = None if keys is None else partner_permutation(keys[step], b)
+            xa, ta = self.aug.apply(x.unsqueeze(1), one_hot(labels, k).unsqueeze(1), self.values,
+                                    step_slice(draws, step, b), partner)
+            x, t = xa[:, 0], ta[:, 0]
             if self.mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, t
@@ -236,8 +235,9 @@ def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, An
     return {
         "run": asdict(trainer.run), "optim": {**asdict(trainer.optim), "epochs": None},
         "resnet": {k: v for k, v in asdict(trainer.resnet).items()
-                   if k not in ("datasets", "epochs", "batch_size")},
-        "mixup_per_batch": trainer.mixup_per_batch, "device": trainer.device.type,
+                   if k not in ("datasets", "epochs", "batch_size", "hp")},
+        "hp_value": trainer.value, "mix_per_batch": trainer.mix_per_batch,
+        "device": trainer.device.type,
         "mixed_precision": trainer.mixed,
         "n_train": len(data.y_train), "n_test": len(data.y_test), "sigma": data.sigma,
         "shape": list(data.x_train.shape[1:]),
@@ -246,7 +246,7 @@ def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, An
 
 def train_resnet(
     data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig, *,
-    epochs: int | None = None, mixup_per_batch: bool = False, device: str = "cpu",
+    epochs: int | None = None, mix_per_batch: bool = False, device: str = "cpu",
     checkpoint: str | os.PathLike[str] | None = None, nan_epoch: int | None = None,
     on_epoch: Callable[[int], None] | None = None, compile_model: bool = False,
     mixed_precision: bool | None = None,
@@ -258,7 +258,7 @@ def train_resnet(
     (None = on CUDA only) selects channels_last with bf16 autocast.
     """
     n_epochs = optim.epochs if epochs is None else int(epochs)
-    trainer = ResNetTrainer(data, run, optim, resnet, mixup_per_batch=mixup_per_batch,
+    trainer = ResNetTrainer(data, run, optim, resnet, mix_per_batch=mix_per_batch,
                             device=device, compile_model=compile_model,
                             mixed_precision=mixed_precision)
     fingerprint = _fingerprint(trainer, data)

@@ -20,5 +20,7 @@ rule aggregate_linear:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        experiment=lambda wildcards: linear_experiment(wildcards.data),
     script:
         "../scripts/aggregate.py"

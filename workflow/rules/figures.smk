@@ -1,30 +1,126 @@
-# Figures: one job per figure, drawn only from aggregated result files.
+# Figures: one rule, driven by one table; each figure is drawn only from result files.
+from labaug.captions import figure_caption
+
+# One row per figure target figures/{name}.pdf:
+#   experiment: the registry's experiment whose methods it shows (labaug.augment)
+#   draw:      the function of labaug.plots that draws it
+#   category:  its section of `snakemake --report`
+#   needs:     what `rule all` requires in the config to build it
+#   inputs:    an input function of the wildcards -> {argument of draw: result file}
+FIGURE_TABLE = {
+    "fig1": dict(
+        experiment="synthetic",
+        draw="fig1",
+        category="Synthetic data",
+        needs=lambda: "zero" in config["variances"],
+        inputs=lambda wc: {
+            "result": "results/linear/synthetic_zero.nc",
+            "theory": "results/theory/synthetic_zero.nc",
+        },
+    ),
+    "fig6": dict(
+        experiment="synthetic",
+        draw="fig6",
+        category="Synthetic data",
+        needs=lambda: "low" in config["variances"],
+        inputs=lambda wc: {
+            "result": "results/linear/synthetic_low.nc",
+            "theory": "results/theory/synthetic_low.nc",
+        },
+    ),
+    "theory": dict(
+        experiment="synthetic",
+        draw="theory_comparison",
+        category="Synthetic data",
+        needs=lambda: True,
+        inputs=lambda wc: {
+            f"{kind}_{variance}": f"results/{folder}/synthetic_{variance}.nc"
+            for variance in config["variances"]
+            for kind, folder in (("result", "linear"), ("theory", "theory"))
+        },
+    ),
+    "fig2": dict(
+        experiment="binary_images",
+        draw="fig2",
+        category="Binary images",
+        needs=lambda: bool(config["image_datasets"]) and "zero" in config["variances"],
+        inputs=lambda wc: image_results("zero"),
+    ),
+    "fig3": dict(
+        experiment="binary_images",
+        draw="fig3",
+        category="Binary images",
+        needs=lambda: bool(config["image_datasets"]) and "zero" in config["variances"],
+        inputs=lambda wc: image_results("zero"),
+    ),
+    "fig7": dict(
+        experiment="binary_images",
+        draw="fig7",
+        category="Binary images",
+        needs=lambda: bool(config["image_datasets"]) and "low" in config["variances"],
+        inputs=lambda wc: image_results("low"),
+    ),
+    "fig4": dict(
+        experiment="class_channels",
+        draw="fig4",
+        category="ResNet-18",
+        needs=lambda: bool(config["resnet"]["datasets"]),
+        inputs=lambda wc: {
+            dataset: f"results/resnet/{dataset}.nc"
+            for dataset in config["resnet"]["datasets"]
+        },
+    ),
+    "fig5": dict(
+        experiment="class_channels",
+        draw="fig5",
+        category="ResNet-18",
+        needs=lambda: bool(config["resnet"]["datasets"]),
+        inputs=lambda wc: {
+            "example": f"results/resnet/{config['resnet']['datasets'][0]}_example.nc"
+        },
+    ),
+}
+
+
+def image_results(variance):
+    """{dataset: results/linear/{dataset}_{variance}.nc}, in config image_datasets order."""
+    return {
+        dataset: f"results/linear/{dataset}_{variance}.nc"
+        for dataset in config["image_datasets"]
+    }
+
+
+def all_figures():
+    """Every figure that the configured experiments produce."""
+    return [
+        f"figures/{name}.pdf" for name, row in FIGURE_TABLE.items() if row["needs"]()
+    ]
+
+
+def figure_inputs(wildcards):
+    """The result files of one figure, named as its draw function's arguments."""
+    return FIGURE_TABLE[wildcards.figure]["inputs"](wildcards)
 
 
 localrules:
-    fig1,
-    fig6,
-    fig2,
-    fig3,
-    fig7,
-    fig4,
-    fig5,
+    figure,
 
 
-rule fig1:
+rule figure:
     input:
-        result="results/linear/synthetic_zero.nc",
-        theory="results/theory/synthetic_zero.nc",
+        unpack(figure_inputs),
     output:
         report(
-            "figures/fig1.pdf",
-            caption="../report/fig1.rst",
-            category="Synthetic data",
+            "figures/{figure}.pdf",
+            caption="../report/figure.rst",
+            category=lambda wildcards: FIGURE_TABLE[wildcards.figure]["category"],
         ),
     log:
-        "logs/figures/fig1.log",
+        "logs/figures/{figure}.log",
     benchmark:
-        "logs/benchmarks/figures/fig1.tsv"
+        "logs/benchmarks/figures/{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(FIGURE_TABLE),
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -32,167 +128,14 @@ rule fig1:
         mem_mb=1000,
         runtime=10,
     params:
-        figure="fig1",
-    script:
-        "../scripts/figure.py"
-
-
-rule fig6:
-    input:
-        result="results/linear/synthetic_low.nc",
-        theory="results/theory/synthetic_low.nc",
-    output:
-        report(
-            "figures/fig6.pdf",
-            caption="../report/fig6.rst",
-            category="Synthetic data",
+        draw=lambda wildcards: FIGURE_TABLE[wildcards.figure]["draw"],
+        # The caption, rendered from workflow/report/{figure}.rst with the config and the
+        # methods the figure shows (labaug.captions); `snakemake --report` prints it.
+        caption=lambda wildcards: figure_caption(
+            wildcards.figure,
+            FIGURE_TABLE[wildcards.figure]["experiment"],
+            config,
+            workflow.basedir,
         ),
-    log:
-        "logs/figures/fig6.log",
-    benchmark:
-        "logs/benchmarks/figures/fig6.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig6",
-    script:
-        "../scripts/figure.py"
-
-
-# Binary image tasks (Sec. 4.2, App. B): one row per dataset in config image_datasets.
-if config["image_datasets"]:
-    FIGURES += [2, 3] * ZERO + [7] * LOW
-
-
-rule fig2:
-    input:
-        unpack(image_results("zero")),
-    output:
-        report(
-            "figures/fig2.pdf",
-            caption="../report/fig2.rst",
-            category="Binary images",
-        ),
-    log:
-        "logs/figures/fig2.log",
-    benchmark:
-        "logs/benchmarks/figures/fig2.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig2",
-    script:
-        "../scripts/figure.py"
-
-
-rule fig3:
-    input:
-        unpack(image_results("zero")),
-    output:
-        report(
-            "figures/fig3.pdf",
-            caption="../report/fig3.rst",
-            category="Binary images",
-        ),
-    log:
-        "logs/figures/fig3.log",
-    benchmark:
-        "logs/benchmarks/figures/fig3.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig3",
-    script:
-        "../scripts/figure.py"
-
-
-rule fig7:
-    input:
-        unpack(image_results("low")),
-    output:
-        report(
-            "figures/fig7.pdf",
-            caption="../report/fig7.rst",
-            category="Binary images",
-        ),
-    log:
-        "logs/figures/fig7.log",
-    benchmark:
-        "logs/benchmarks/figures/fig7.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig7",
-    script:
-        "../scripts/figure.py"
-
-
-# ResNet-18 with class channels (Sec. 4.3): one panel per dataset in config resnet.datasets.
-if config["resnet"]["datasets"]:
-    FIGURES += [4, 5]
-
-
-rule fig4:
-    input:
-        unpack(resnet_results),
-    output:
-        report(
-            "figures/fig4.pdf",
-            caption="../report/fig4.rst",
-            category="ResNet-18",
-        ),
-    log:
-        "logs/figures/fig4.log",
-    benchmark:
-        "logs/benchmarks/figures/fig4.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig4",
-    script:
-        "../scripts/figure.py"
-
-
-rule fig5:
-    input:
-        example=lambda wildcards: f"results/resnet/{config['resnet']['datasets'][0]}_example.nc",
-    output:
-        report(
-            "figures/fig5.pdf",
-            caption="../report/fig5.rst",
-            category="ResNet-18",
-        ),
-    log:
-        "logs/figures/fig5.log",
-    benchmark:
-        "logs/benchmarks/figures/fig5.tsv"
-    conda:
-        "../../envs/labaug.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        figure="fig5",
     script:
         "../scripts/figure.py"

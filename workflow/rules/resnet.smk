@@ -24,10 +24,8 @@ rule train_resnet:
         mem_mb=16000,
         runtime=480,
         gpu=GPU,
-    params:
-        # Not an output: Snakemake would delete it when the job fails, and a rerun
-        # must find it to resume.
-        checkpoint="checkpoints/resnet/{dataset}/{method}/seed{seed}.pt",
+    # The job resumes from checkpoints/resnet/... (labaug.train.resnet.checkpoint_path);
+    # not an output, since Snakemake deletes the outputs of a failed job.
     script:
         "../scripts/train_resnet.py"
 
@@ -47,6 +45,8 @@ rule aggregate_resnet:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        experiment="class_channels",
     script:
         "../scripts/aggregate.py"
 

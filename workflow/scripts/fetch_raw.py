@@ -1,6 +1,5 @@
 # Thin adapter: acquire one raw dataset (local source, else download) -> data/raw/{dataset}.npz.
-from labaug.data.raw import fetch_configured
-from labaug.jobs import setup_logging
+from labaug.jobs import fetch_job, setup_logging
 
 setup_logging(snakemake.log[0])
-fetch_configured(snakemake.config, snakemake.wildcards.dataset, snakemake.output[0])
+fetch_job(snakemake.config, snakemake.wildcards.dataset, snakemake.output[0])

@@ -9,6 +9,5 @@ resnet_job(
     seed=int(snakemake.wildcards.seed),
     out=snakemake.output[0],
     raw_path=snakemake.input.raw,
-    checkpoint=snakemake.params.checkpoint,
     threads=snakemake.threads,
 )

@@ -1,0 +1,85 @@
+"""Label augmentations and the one registry of methods that every layer reads.
+
+Every module of this package (but ``base``) defines one method and registers it; the trainers,
+config, schema, workflow, figures, captions and tests all read the list from here. Adding a
+method is one module here, its grid and ResNet value in ``config.yaml``, and its tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TypeVar
+
+from labaug.augment.base import (
+    EXPERIMENTS,
+    Augmentation,
+    Draws,
+    Experiment,
+    along,
+    draw_partners,
+    hp_key,
+    partner_permutation,
+)
+
+__all__ = ["EXPERIMENTS", "Augmentation", "Draws", "Experiment", "along", "draw_partners",
+           "for_experiment", "get", "hp_key", "names", "partner_permutation", "register",
+           "registry"]
+
+_REGISTRY: dict[str, Augmentation] = {}
+
+A = TypeVar("A", bound=type[Augmentation])
+
+
+def register(cls: A) -> A:
+    """Class decorator: make a method known to every layer under ``cls.name``."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{cls.__qualname__}.name must be a Python identifier, got {name!r}")
+    existing = _REGISTRY.get(name)
+    if existing is not None and type(existing).__qualname__ != cls.__qualname__:
+        raise ValueError(f"label augmentation {name!r} is already registered by "
+                         f"{type(existing).__module__}.{type(existing).__qualname__}")
+    for attr in ("title", "hp_symbol", "hp_words", "color", "summary"):
+        if not isinstance(getattr(cls, attr, None), str):
+            raise ValueError(f"label augmentation {name!r} must set the class attribute {attr}")
+    unknown = set(cls.experiments) - set(EXPERIMENTS)
+    if unknown:
+        raise ValueError(f"label augmentation {name!r}: unknown experiments {sorted(unknown)}; "
+                         f"choose from {', '.join(EXPERIMENTS)}")
+    _REGISTRY[name] = cls()
+    return cls
+
+
+def _discover() -> None:
+    """Import every method module of this package (each registers itself)."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def registry() -> dict[str, Augmentation]:
+    """Every registered method by name, in registration order."""
+    return dict(_REGISTRY)
+
+
+def names() -> tuple[str, ...]:
+    """The registered method names."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Augmentation:
+    """The method registered as ``name``; the error lists the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown label augmentation {name!r}; registered: "
+                       f"{', '.join(_REGISTRY)}") from None
+
+
+def for_experiment(methods: tuple[str, ...] | list[str], experiment: Experiment) -> list[str]:
+    """The methods of ``methods`` (config order) that apply to ``experiment``."""
+    return [m for m in methods if experiment in get(m).experiments]
+
+
+_discover()
