@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,16 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from labaug.config import OptimConfig, SyntheticConfig
+from labaug.augment import for_experiment
+from labaug.config import OptimConfig, defaults
 from labaug.data import LinearData
 from labaug.data.synthetic import make_synthetic
 from labaug.train.linear import train_sweep
 
-GRIDS = {
-    "weight_decay": np.linspace(0.0, 0.1, 20),
-    "label_smoothing": np.linspace(0.0, 0.1, 20),
-    "mixup": np.linspace(0.0, 1.0, 20),
-}
+CONFIG = defaults()
+# The methods the naive baseline below implements, with their grids from config.yaml.
+GRIDS = {m: CONFIG.grid(m) for m in for_experiment(CONFIG.methods, "synthetic")
+         if m in ("weight_decay", "label_smoothing", "mixup")}
 
 
 def rss_bytes() -> int:
@@ -104,20 +105,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = make_synthetic(SyntheticConfig(n_train=args.n_train), 0, "zero", 0.1)
-    optim = OptimConfig(epochs=args.epochs)
-    print(f"N = {args.n_train}, 20 values per method, {args.epochs} epochs, batch "
+    data = make_synthetic(replace(CONFIG.synthetic, n_train=args.n_train), 0, "zero", 0.1)
+    optim = replace(CONFIG.optim, epochs=args.epochs)
+    sizes = sorted({len(g) for g in GRIDS.values()})
+    print(f"N = {args.n_train}, {sizes} values per method, {args.epochs} epochs, batch "
           f"{optim.batch_size}, {args.threads} thread(s), torch {torch.__version__}")
     # Warm up both paths (allocator, kernels, DataLoader) so neither pays first-call costs.
-    warm = make_synthetic(SyntheticConfig(n_train=1000, n_test=10), 0, "zero", 0.1)
+    warm = make_synthetic(replace(CONFIG.synthetic, n_train=1000, n_test=10), 0, "zero", 0.1)
+    one = replace(CONFIG.optim, epochs=1)
     for method in args.methods:
-        train_sweep(warm, method, GRIDS[method], 0, OptimConfig(epochs=1))  # type: ignore[arg-type]
-        naive_sweep(warm, method, GRIDS[method][:2], OptimConfig(epochs=1), 0)
+        train_sweep(warm, method, GRIDS[method], 0, one)
+        naive_sweep(warm, method, GRIDS[method][:2], one, 0)
     print(f"{'method':<16}{'batched s':>10}{'naive s':>10}{'ratio':>8}"
           f"{'batched MiB':>13}{'naive MiB':>11}")
     for method in args.methods:
         grid = GRIDS[method]
-        t_fast, m_fast = measure(lambda: train_sweep(data, method, grid, 0, optim))  # type: ignore[arg-type]  # noqa: B023
+        t_fast, m_fast = measure(lambda: train_sweep(data, method, grid, 0, optim))  # noqa: B023
         t_slow, m_slow = measure(lambda: naive_sweep(data, method, grid, optim, 0))  # noqa: B023
         print(f"{method:<16}{t_fast:>10.2f}{t_slow:>10.2f}{t_slow / t_fast:>8.1f}"
               f"{m_fast / 2**20:>13.1f}{m_slow / 2**20:>11.1f}", flush=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from labaug.config import OptimConfig, ResNetConfig
+from labaug.config import OptimConfig, defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
 from labaug.data.raw import RawImages
 from labaug.models import resnet18
@@ -56,7 +57,8 @@ def trainer_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device
                   epochs: int, compile_model: bool) -> float:
     """Training images/s of labaug's ResNetTrainer (after one warm-up epoch)."""
     tr = ResNetTrainer(data, ResNetRun("benchmark", "weight_decay", 0), optim,
-                       ResNetConfig(width=width), device=device, compile_model=compile_model)
+                       replace(defaults().resnet, width=width), device=device,
+                       compile_model=compile_model)
     tr.train_epoch()
     dev = torch.device(device)
     sync(dev)
@@ -127,7 +129,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     data = generated(args.images, tuple(args.shape), args.classes)
-    optim = OptimConfig(batch_size=args.batch_size)
+    optim = replace(defaults().optim, batch_size=args.batch_size)
     c, h, w = args.shape
     print(f"device {args.device}"
           + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda")
@@ -147,8 +149,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             h = train_resnet(data, ResNetRun("benchmark", "weight_decay", 0),
-                             OptimConfig(batch_size=args.batch_size, epochs=args.full_run),
-                             ResNetConfig(width=args.width), device=args.device,
+                             replace(optim, epochs=args.full_run),
+                             replace(defaults().resnet, width=args.width), device=args.device,
                              checkpoint=Path(tmp) / "run.pt", compile_model=args.compile)
             wall = time.perf_counter() - t0
         print(f"full run: {args.full_run} epochs x {args.images} images in {wall / 60:.1f} min "

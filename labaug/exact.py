@@ -137,10 +137,10 @@ def compare(trained: xr.Dataset, exact: xr.Dataset) -> xr.Dataset:
     seeds of ||w - w*|| / ||w*|| for the whole weight vector. Only methods in both files count.
     """
     methods = [str(m) for m in trained[METHOD_DIM].values if m in exact[METHOD_DIM].values]
-    tr = trained.sel({METHOD_DIM: methods})
-    ex = exact.sel({METHOD_DIM: methods})
-    n_hp = tr.sizes["hp"]
-    ex = ex.isel(hp=slice(0, n_hp))
+    # Grids of other methods may pad either file's hp axis with NaN: compare the common part.
+    n_hp = min(trained.sizes["hp"], exact.sizes["hp"])
+    tr = trained.sel({METHOD_DIM: methods}).isel(hp=slice(0, n_hp))
+    ex = exact.sel({METHOD_DIM: methods}).isel(hp=slice(0, n_hp))
     if not np.allclose(tr["hp_value"].values, ex["hp_value"].values, equal_nan=True):
         raise ValueError("trained and exact results use different hyperparameter grids")
     high = tr["w_high_norm"]

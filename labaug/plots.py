@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from labaug.io import atomic_path  # noqa: E402
 from labaug.results import METHOD_DIM, read_netcdf  # noqa: E402
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger(__name__)
 
 
 def method_title(name: str) -> str:
@@ -71,6 +73,7 @@ def sweep_grid(
     variables = [variable] * len(rows) if isinstance(variable, str) else list(variable)
     ylabels = [ylabel] * len(rows) if isinstance(ylabel, str) else list(ylabel)
     methods = methods_of(rows[0][1])
+    log.info("%s: one column per method: %s", title.split(":")[0], ", ".join(methods))
     fig, axes = plt.subplots(len(rows), len(methods), figsize=(4.2 * len(methods),
                              3.2 * len(rows)), squeeze=False, constrained_layout=True,
                              sharey="row")  # methods of a row compare on one scale
@@ -176,6 +179,7 @@ def fig4(out: PathLike, **results: PathLike) -> None:
     for ax, (name, path) in zip(axes[0], results.items(), strict=True):
         ds = read_netcdf(path)
         epochs = ds["epoch"].values
+        log.info("Fig. 4, %s: one line per method: %s", name, ", ".join(methods_of(ds)))
         for method in methods_of(ds):
             values = at(ds, method)["test_error"].transpose("epoch", "seed").values
             mean_std_band(ax, epochs, values, method_color(method), label=method_title(method))
@@ -254,6 +258,8 @@ def theory_comparison(out: PathLike, **files: PathLike) -> None:
     comparisons = [(v, compare(read_netcdf(files[f"result_{v}"]),
                                read_netcdf(files[f"theory_{v}"]))) for v in variances]
     methods = methods_of(comparisons[0][1])
+    log.info("theory comparison: one column per method with an exact minimizer: %s",
+             ", ".join(methods))
     fig, axes = plt.subplots(2 * len(comparisons), len(methods),
                              figsize=(4.2 * len(methods), 2.9 * 2 * len(comparisons)),
                              squeeze=False, constrained_layout=True)

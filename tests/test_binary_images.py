@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from labaug import augment
 from labaug.data.images import IDENTIFYING_PIXEL, make_binary, two_classes
 from labaug.data.raw import RawImages
+from labaug.results import METHOD_DIM
+from tests.conftest import merged_config
 
 GAMMA = 0.5
 
@@ -48,6 +51,7 @@ def test_only_two_classes_survive_with_labels_pm1() -> None:
                                                          1.0, -1.0))
     assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.float32
     assert data.n_features == 3 * 5 * 5
+    assert data.image_shape == (3, 5, 5)    # what input-mixing methods (CutMix) need
 
 
 def test_two_classes_keeps_order_and_maps_class0_to_minus1() -> None:
@@ -69,6 +73,9 @@ def test_features_are_standardized_channel_major_with_train_statistics() -> None
     feature = c * 25 + h * 5 + w
     order = np.argsort(kept[:, c, h, w], kind="stable")
     assert np.all(np.diff(data.x_test[order, feature]) >= 0)
+    # image_shape undoes the flattening: the features reshape to the standardized images
+    images = data.x_test.reshape(len(data.x_test), *data.image_shape)
+    np.testing.assert_allclose(images, ref_test.reshape(images.shape), rtol=1e-5, atol=1e-5)
 
 
 def test_standardization_ignores_test_images_and_other_classes() -> None:
@@ -127,7 +134,7 @@ def test_low_variance_pixel_is_noisy_seeded_and_in_range() -> None:
 def test_single_channel_images_use_the_only_channel() -> None:
     raw = fake_raw(c=1, hw=4)
     data = make_binary(raw, 0, "zero", 0.25, 0.1)
-    assert data.n_features == 16
+    assert data.n_features == 16 and data.image_shape == (1, 4, 4)
     np.testing.assert_array_equal(data.x_train[:, 0], data.y_train * 0.25)
 
 
@@ -139,6 +146,8 @@ def test_unknown_variance_is_rejected() -> None:
 @pytest.mark.slow
 def test_workflow_builds_image_figures_from_generated_cifar_archives(smoke_run: Path) -> None:
     """config pointing at a directory of CIFAR archives builds figs 2, 3 and 7."""
+    smoke = merged_config("smoke")
+    methods = augment.for_experiment(smoke["methods"], "binary_images")
     for target in ["figures/fig2.pdf", "figures/fig3.pdf", "figures/fig7.pdf"]:
         pdf = smoke_run / target
         assert pdf.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
@@ -147,6 +156,9 @@ def test_workflow_builds_image_figures_from_generated_cifar_archives(smoke_run: 
         assert (smoke_run / "logs" / "data" / f"fetch_{name}.log").exists()
         for variance in ("zero", "low"):
             with xr.open_dataset(smoke_run / "results" / "linear" / f"{name}_{variance}.nc") as ds:
+                assert list(ds[METHOD_DIM].values) == methods
                 ratio = ds["pixel_ratio"].values
-                assert ratio.shape == (3, 3, 2) and np.all(np.isfinite(ratio))
+                sizes = {smoke["grids"][m]["size"] for m in methods}
+                assert ratio.shape == (len(methods), max(sizes), len(smoke["seeds"]))
+                assert np.all(np.isfinite(ratio))
                 assert ds["weight"].sizes["feature"] == 3 * 32 * 32

@@ -17,6 +17,7 @@ from labaug.data.channels import (
     with_class_channels,
     with_zero_channels,
 )
+from labaug.data.images import channel_stats, standardize
 from labaug.data.raw import RawImages, save_npz
 
 torch.set_num_threads(1)
@@ -66,6 +67,19 @@ def test_class_channel_data_standardizes_and_subsets() -> None:
     assert d.sigma == pytest.approx(1 / math.sqrt(108))
     full = class_channel_data(raw, "gen", 3)
     assert full.x_train.shape[0] == 60 and full.x_test.shape[0] == 30
+
+
+def test_standardization_is_the_shared_image_code_with_subset_statistics() -> None:
+    # Class-channel data and the binary image task standardize with the same functions
+    # (labaug.data.images), here with the statistics of the kept training prefix only.
+    raw = _raw()
+    d = class_channel_data(raw, "gen", 3, train_subset=40, test_subset=10)
+    mean, std = channel_stats(raw.x_train[:40])
+    by_hand = raw.x_train[:40].astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, by_hand.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, by_hand.std(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(d.x_train, standardize(raw.x_train[:40], mean, std))
+    np.testing.assert_array_equal(d.x_test, standardize(raw.x_test[:10], mean, std))
 
 
 def test_load_from_raw_npz(tmp_path: Path) -> None:

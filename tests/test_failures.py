@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from labaug.augment import for_experiment, names
 from labaug.io import atomic_path, write_atomic
 from labaug.results import write_netcdf
 from tests.cluster.smoke import SMALL, command, snakemake, write_overrides
@@ -135,17 +136,18 @@ def test_bad_raw_archive_is_refused_then_replacing_it_works(tmp_path: Path, dama
 @pytest.mark.slow
 def test_injected_nan_fails_only_its_job(tmp_path: Path) -> None:
     write_overrides(tmp_path, SMALL)
-    targets = [f"results/resnet/cifar10/{m}/seed0.nc"
-               for m in ("weight_decay", "label_smoothing", "mixup")]
-    env = dict(os.environ, LABAUG_INJECT_NAN="cifar10:label_smoothing:0:2")
+    methods = for_experiment(names(), "class_channels")
+    failing = methods[1]
+    targets = [f"results/resnet/cifar10/{m}/seed0.nc" for m in methods]
+    env = dict(os.environ, LABAUG_INJECT_NAN=f"cifar10:{failing}:0:2")
     proc = snakemake(tmp_path, "--cores", "2", "--keep-going", *targets, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert set(re.findall(r"Error in rule (\w+):", out)) == {"train_resnet"}, out[-3000:]
-    log = (tmp_path / "logs" / "resnet" / "cifar10" / "label_smoothing" / "seed0.log").read_text()
+    log = (tmp_path / "logs" / "resnet" / "cifar10" / failing / "seed0.log").read_text()
     assert "NonFiniteLossError" in out or "NonFiniteLossError" in log
     assert re.search(r"non-finite training loss .* at epoch 2", out + log), log
-    assert (tmp_path / targets[0]).exists() and (tmp_path / targets[2]).exists()
+    assert all((tmp_path / t).exists() for t in targets if f"/{failing}/" not in t)
     assert not (tmp_path / targets[1]).exists()
     assert not _unexpected_files(tmp_path / "results")
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from labaug.config import OptimConfig, SyntheticConfig
+from labaug import augment
+from labaug.augment.label_smoothing import smooth
+from labaug.augment.mixup import mix
+from labaug.config import OptimConfig, SyntheticConfig, defaults
 from labaug.data.synthetic import make_synthetic
 from labaug.losses import (
     binary_cross_entropy,
     binary_targets,
-    mix,
     one_hot,
-    smooth,
     soft_cross_entropy,
     weight_decay_penalty,
 )
@@ -63,6 +65,13 @@ def test_soft_cross_entropy_matches_torch(a: float) -> None:
     ours = soft_cross_entropy(logits, smooth(one_hot(y, 10).to(torch.float64), a, 10))
     theirs = F.cross_entropy(logits, y, label_smoothing=a)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    # The same through the registered method, as the ResNet trainer applies it (model axis 1).
+    method = augment.get("label_smoothing")
+    x = torch.zeros(32, 1, 3)
+    values = torch.tensor([a], dtype=torch.float64)
+    xa, q = method.apply(x, one_hot(y, 10).to(torch.float64)[:, None], values, {}, None)
+    assert xa is x
+    assert soft_cross_entropy(logits, q[:, 0]).item() == pytest.approx(theirs.item(), rel=1e-12)
 
 
 def test_weight_decay_penalty_gradient_is_coupled_decay() -> None:
@@ -91,19 +100,21 @@ def test_mixup_of_logits_is_mixup_of_inputs_for_a_linear_model() -> None:
 
 
 def _tiny_synthetic() -> tuple[SyntheticConfig, OptimConfig]:
-    return SyntheticConfig(n_train=600, n_test=200), OptimConfig(batch_size=100, epochs=3,
-                                                                 lr=1e-2)
+    cfg = defaults()
+    return (replace(cfg.synthetic, n_train=600, n_test=200),
+            replace(cfg.optim, batch_size=100, epochs=3, lr=1e-2))
 
 
-def test_mixup_alpha_zero_is_exactly_erm() -> None:
+@pytest.mark.parametrize("method", augment.for_experiment(augment.names(), "synthetic"))
+def test_hyperparameter_zero_is_exactly_erm(method: str) -> None:
+    # lambda = 0, a = 0, alpha = 0 (lambda ~ Beta = 1): every method at 0 is plain training,
+    # bitwise; the reference is weight decay 0, i.e. no decay term at all.
     cfg, optim = _tiny_synthetic()
     data = make_synthetic(cfg, 3, "zero", 0.1)
-    mixup = train_sweep(data, "mixup", [0.0], 3, optim)
+    ours = train_sweep(data, method, [0.0], 3, optim)
     erm = train_sweep(data, "weight_decay", [0.0], 3, optim)
-    smoothing = train_sweep(data, "label_smoothing", [0.0], 3, optim)
-    np.testing.assert_array_equal(mixup.weights, erm.weights)
-    np.testing.assert_array_equal(smoothing.weights, erm.weights)
-    np.testing.assert_array_equal(mixup.train_loss, erm.train_loss)
+    np.testing.assert_array_equal(ours.weights, erm.weights)
+    np.testing.assert_array_equal(ours.train_loss, erm.train_loss)
 
 
 def test_weight_decay_is_torch_adam_coupled_weight_decay() -> None:

@@ -18,11 +18,11 @@ from labaug.data.raw import (
     RawDataError,
     RawImages,
     fetch,
-    fetch_configured,
     load_npz,
     local_source_files,
     parse_idx,
 )
+from labaug.jobs import fetch_job
 from tests.archives import (
     WRITERS,
     idx_bytes,
@@ -231,7 +231,7 @@ def test_local_source_comes_before_download(tmp_path: Path,
     fetch("cifar100", tmp_path, True, tmp_path / "out.npz", specs={"cifar100": spec})
 
 
-def test_fetch_configured_reads_sources_and_checksum_overrides(tmp_path: Path) -> None:
+def test_fetch_job_reads_sources_and_checksum_overrides(tmp_path: Path) -> None:
     from tests.conftest import merged_config
 
     want = write_cifar10(tmp_path)
@@ -240,9 +240,10 @@ def test_fetch_configured_reads_sources_and_checksum_overrides(tmp_path: Path) -
     config["data_sources"]["cifar10"] = str(tmp_path)
     config["allow_download"] = False
     with pytest.raises(ChecksumError):
-        fetch_configured(config, "cifar10", tmp_path / "a.npz")
+        fetch_job(config, "cifar10", tmp_path / "a.npz")
     config["data_checksums"] = {"cifar10": {"cifar-10-python.tar.gz": digest}}
-    assert_same(fetch_configured(config, "cifar10", tmp_path / "b.npz"), want)
+    assert_same(fetch_job(config, "cifar10", tmp_path / "b.npz"), want)
+    assert_same(load_npz(tmp_path / "b.npz"), want)
     assert local_source_files("cifar10", tmp_path) == [str(tmp_path / "cifar-10-python.tar.gz")]
     assert local_source_files("cifar100", tmp_path) == []
     assert local_source_files("cifar10", None) == []

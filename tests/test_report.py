@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from labaug.augment import for_experiment, get
 from tests.cluster.smoke import expected_figures, snakemake
 from tests.conftest import merged_config
 
@@ -88,8 +89,11 @@ def test_captions_state_the_config_values(report: tuple[Path, set[str]]) -> None
     assert f"{smoke['optim']['epochs']} epochs" in fig1
     assert f"seeds: {', '.join(str(s) for s in smoke['seeds'])}" in fig1
     fig4 = results["figures/fig4.pdf"]["caption"]
-    alpha = float(smoke["resnet"]["mixup_alpha"])
-    assert f"width {smoke['resnet']['width']}" in fig4 and f"Beta({alpha}, {alpha})" in fig4
+    assert f"width {smoke['resnet']['width']}" in fig4
+    for name in for_experiment(smoke["methods"], "class_channels"):
+        method = get(name)
+        assert f"{method.title}: {method.hp_words}" in fig4, name
+        assert f"= {smoke['resnet']['hp'][name]}" in fig4, name
     assert f"{smoke['resnet']['epochs']} epochs" in fig4
     for dataset in smoke["image_datasets"]:
         assert dataset in results["figures/fig2.pdf"]["caption"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,13 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
 
-from labaug.config import Method, OptimConfig, ResNetConfig
+from labaug import augment
+from labaug.augment.label_smoothing import smooth
+from labaug.augment.mixup import mix
+from labaug.config import Method, defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
 from labaug.data.raw import RawImages
-from labaug.losses import mix, one_hot, smooth, soft_cross_entropy
+from labaug.losses import one_hot, soft_cross_entropy
 from labaug.models import CifarResNet18, resnet18
 from labaug.rng import torch_rng
 from labaug.train.resnet import (
@@ -27,7 +31,7 @@ from labaug.train.resnet import (
 
 torch.set_num_threads(1)
 
-METHODS: tuple[Method, ...] = ("weight_decay", "label_smoothing", "mixup")
+METHODS: list[Method] = augment.for_experiment(augment.names(), "class_channels")
 
 
 def separable_raw(n_train: int = 240, n_test: int = 120, k: int = 3, seed: int = 0) -> RawImages:
@@ -50,8 +54,8 @@ def data() -> ClassChannelData:
     return class_channel_data(separable_raw(), "gen", 0)
 
 
-OPTIM = OptimConfig(batch_size=60, epochs=3)
-TINY = ResNetConfig(datasets=("gen",), width=4)
+OPTIM = replace(defaults().optim, batch_size=60, epochs=3)
+TINY = replace(defaults().resnet, datasets=("gen",), width=4)
 
 
 # -- model -----------------------------------------------------------------------------------
@@ -142,21 +146,22 @@ def _batches(data: ClassChannelData, method: Method, per_batch: bool = False
     return list(tr._batches())
 
 
+@pytest.mark.parametrize("method", [m for m in METHODS if not augment.get(m).needs_partner])
 def test_batches_cover_the_training_set_with_the_right_class_channels(
-        data: ClassChannelData) -> None:
+        data: ClassChannelData, method: Method) -> None:
     v = torch.as_tensor(data.class_vectors)
-    for method in ("weight_decay", "label_smoothing"):
-        batches = _batches(data, method)
-        assert len(batches) == 4 and all(x.shape == (60, 2, 8, 8) for x, _ in batches)
-        xs = torch.cat([x for x, _ in batches])
-        ys = torch.cat([t.argmax(dim=1) for _, t in batches])
-        # Every training image appears once, with the vector of its own class.
-        assert sorted(xs[:, 0].sum(dim=(1, 2)).tolist()) == pytest.approx(
-            sorted(torch.as_tensor(data.x_train)[:, 0].sum(dim=(1, 2)).tolist()), rel=1e-5)
-        torch.testing.assert_close(xs[:, 1:], v[ys], rtol=0, atol=0)
-        t = torch.cat([t for _, t in batches])
-        top = 0.9 + 0.1 / 3 if method == "label_smoothing" else 1.0
-        torch.testing.assert_close(t.max(dim=1).values, torch.full((240,), top))
+    batches = _batches(data, method)
+    assert len(batches) == 4 and all(x.shape == (60, 2, 8, 8) for x, _ in batches)
+    xs = torch.cat([x for x, _ in batches])
+    ys = torch.cat([t.argmax(dim=1) for _, t in batches])
+    # Every training image appears once, with the vector of its own class.
+    assert sorted(xs[:, 0].sum(dim=(1, 2)).tolist()) == pytest.approx(
+        sorted(torch.as_tensor(data.x_train)[:, 0].sum(dim=(1, 2)).tolist()), rel=1e-5)
+    torch.testing.assert_close(xs[:, 1:], v[ys], rtol=0, atol=0)
+    t = torch.cat([t for _, t in batches])
+    a = TINY.hp[method]
+    top = 1.0 - a + a / 3 if method == "label_smoothing" else 1.0
+    torch.testing.assert_close(t.max(dim=1).values, torch.full((240,), top))
 
 
 @pytest.mark.parametrize("per_batch", [False, True])
@@ -177,13 +182,46 @@ def test_mixup_mixes_whole_inputs_and_targets(data: ClassChannelData, per_batch:
             assert spread.item() > 0.1
 
 
+def _is_box(mask: torch.Tensor) -> bool:
+    """Whether a boolean (H, W) mask is one axis-aligned rectangle (or empty)."""
+    rows, cols = mask.any(dim=1), mask.any(dim=0)
+    return bool(torch.equal(mask, rows[:, None] & cols[None, :]))
+
+
+@pytest.mark.parametrize("per_batch", [False, True])
+def test_cutmix_pastes_a_box_of_whole_pixels_weighted_by_its_area(
+        data: ClassChannelData, per_batch: bool) -> None:
+    # Every pixel of an input (image and class channel alike) comes from the example or from
+    # its partner, so its class channel is the vector of one of the target's two classes (the
+    # vectors are continuous draws, distinct at every pixel); the share of pixels that carry
+    # class k's vector is exactly the target's weight on class k, and the pasted part is a box.
+    v = torch.as_tensor(data.class_vectors)[:, 0]          # (K, H, W)
+    mixed = 0
+    for x, t in _batches(data, "cutmix", per_batch):
+        torch.testing.assert_close(t.sum(dim=1), torch.ones(len(t)))
+        weights = []
+        for xi, ti in zip(x, t, strict=True):
+            classes = torch.nonzero(ti > 0).flatten()
+            assert 1 <= len(classes) <= 2
+            carries = torch.stack([xi[1] == v[k] for k in classes])   # (classes, H, W)
+            assert bool(carries.sum(dim=0).eq(1).all())
+            torch.testing.assert_close(carries.double().mean(dim=(1, 2)),
+                                       ti[classes].double(), rtol=0, atol=1e-6)
+            if len(classes) == 2:
+                mixed += 1
+                assert _is_box(carries[0]) or _is_box(carries[1])
+                weights.append(sorted(ti[classes].tolist()))
+        if per_batch and weights:       # one box for the whole batch: one pair of weights
+            assert all(w == pytest.approx(weights[0]) for w in weights)
+    assert mixed > 60
+
+
 # -- training ---------------------------------------------------------------------------------
 
 def test_fits_a_trivially_separable_task() -> None:
     # sigma = 0: the class channels carry nothing, so the band is the only thing to learn.
     d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
-    h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), OptimConfig(batch_size=60, epochs=8),
-                     ResNetConfig(width=4))
+    h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), replace(OPTIM, epochs=8), TINY)
     assert h.train_loss[-1] < 0.5 * h.train_loss[0]
     assert h.train_error[-1] <= 0.02
     assert h.test_error[-1] <= 0.05
@@ -221,8 +259,8 @@ def test_checkpoint_from_other_settings_is_not_resumed(
     ckpt = tmp_path / "c.pt"
     run = ResNetRun("gen", "weight_decay", 0)
     train_resnet(data, run, OPTIM, TINY, checkpoint=ckpt, epochs=1)
-    fresh = train_resnet(data, run, OPTIM, ResNetConfig(width=2), epochs=1)
-    other = train_resnet(data, run, OPTIM, ResNetConfig(width=2), epochs=1, checkpoint=ckpt)
+    fresh = train_resnet(data, run, OPTIM, replace(TINY, width=2), epochs=1)
+    other = train_resnet(data, run, OPTIM, replace(TINY, width=2), epochs=1, checkpoint=ckpt)
     np.testing.assert_array_equal(other.train_loss, fresh.train_loss)
 
 
@@ -258,6 +296,7 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
     from labaug import plots
     from labaug.data.raw import save_npz
     from labaug.jobs import aggregate_job, class_channel_example_job, resnet_job
+    from labaug.results import METHOD_DIM
     from tests.conftest import merged_config
 
     raw_path = tmp_path / "data" / "raw" / "fmnist.npz"
@@ -265,25 +304,30 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
     config = merged_config()
     config["seeds"] = [0, 1]
     config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60})
+    methods = augment.for_experiment(config["methods"], "class_channels")
+    assert sorted(methods) == sorted(METHODS)   # config.yaml runs every class-channel method
     paths = []
-    for method in METHODS:
+    for method in methods:
         for seed in (0, 1):
             out = tmp_path / "results" / "resnet" / "fmnist" / method / f"seed{seed}.nc"
-            ckpt = tmp_path / "checkpoints" / f"{method}{seed}.pt"
-            resnet_job(config, "fmnist", method, seed, out, raw_path, checkpoint=ckpt)
+            ckpt = checkpoint_path(out)
+            assert ckpt == tmp_path / "checkpoints" / "resnet" / "fmnist" / method / \
+                f"seed{seed}.pt"
+            resnet_job(config, "fmnist", method, seed, out, raw_path)
             assert out.exists() and not ckpt.exists()    # the checkpoint goes once done
             paths.append(out)
     with xr.open_dataset(paths[0]) as one:
-        assert dict(one.sizes) == {"method": 1, "seed": 1, "epoch": 2}
+        assert dict(one.sizes) == {METHOD_DIM: 1, "seed": 1, "epoch": 2}
         assert one.attrs["seed"] == 0 and one.attrs["device"] == "cpu"
+        assert one.attrs["hp_value"] == config["resnet"]["hp"][methods[0]]
         assert "config_sha256" in one.attrs and "git_commit" in one.attrs
         assert all("long_name" in one[v].attrs
                    for v in ("test_error", "train_loss", "train_error"))
     agg = tmp_path / "results" / "resnet" / "fmnist.nc"
-    aggregate_job(config, paths, agg)
+    aggregate_job(config, paths, agg, "class_channels")
     with xr.open_dataset(agg) as ds:
-        assert ds["test_error"].dims == ("method", "seed", "epoch")
-        assert list(ds["method"].values) == list(METHODS)
+        assert ds["test_error"].dims == (METHOD_DIM, "seed", "epoch")
+        assert list(ds[METHOD_DIM].values) == methods
         assert list(ds["seed"].values) == [0, 1] and list(ds["epoch"].values) == [1, 2]
         assert bool(((ds["test_error"] >= 0) & (ds["test_error"] <= 1)).all())
     plots.fig4(out=tmp_path / "fig4.pdf", fmnist=agg)
@@ -311,6 +355,6 @@ def test_the_cuda_path_channels_last_bf16_runs_and_learns_on_cpu() -> None:
     assert tr.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     x, _ = next(tr._batches())
     assert x.is_contiguous(memory_format=torch.channels_last)
-    h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), OptimConfig(batch_size=60, epochs=8),
-                     ResNetConfig(width=4), mixed_precision=True)
+    h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), replace(OPTIM, epochs=8), TINY,
+                     mixed_precision=True)
     assert h.train_error[-1] <= 0.05 and h.test_error[-1] <= 0.1

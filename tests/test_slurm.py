@@ -128,7 +128,7 @@ def test_rerun_builds_every_figure_and_repeats_only_the_failed_job(slurm_run: Sl
     for figure in slurm_run.figures:
         assert (slurm_run.workdir / figure).read_bytes()[:5] == b"%PDF-", figure
     reran = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE))
-    assert reran == {"train_resnet", "aggregate_resnet", "fig4", "all"}, reran
+    assert reran == {"train_resnet", "aggregate_resnet", "figure", "all"}, reran
     assert (slurm_run.workdir / FAILING_RESULT).exists()
 
 
@@ -155,7 +155,7 @@ def test_training_jobs_ran_as_slurm_jobs(slurm_run: SlurmRun, cluster: SlurmClus
         assert states.get(jobid) == "COMPLETED", (jobid, states)
     assert [states.get(j) for j in by_rule["train_resnet"]].count("FAILED") == 1
     # Downloads, aggregation and figures are localrules: they never reached the queue.
-    assert not {"fetch_raw", "aggregate_linear", "aggregate_resnet", "fig1"} & set(by_rule)
+    assert not {"fetch_raw", "aggregate_linear", "aggregate_resnet", "figure"} & set(by_rule)
 
 
 def test_gpu_rule_got_a_gpu_in_the_gpu_partition(slurm_run: SlurmRun,

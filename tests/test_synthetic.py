@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from labaug.config import SyntheticConfig, from_dict
+from labaug.config import SyntheticConfig, defaults, from_dict
 from labaug.data.synthetic import high_block, low_block, make_synthetic
 from tests.conftest import merged_config
 
 
 @pytest.fixture(scope="module")
 def cfg() -> SyntheticConfig:
-    return from_dict(merged_config()).synthetic
+    return defaults().synthetic
 
 
 def test_defaults_come_from_config_yaml(cfg: SyntheticConfig) -> None:
     assert (cfg.d, cfg.gamma, cfg.u_low, cfg.u_high, cfg.n_train) == (5, 0.5, 1.0, 5.0, 50_000)
+    assert cfg == from_dict(merged_config()).synthetic
+    # config.yaml is the only place with defaults: the dataclass has none of its own.
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(SyntheticConfig))
+    with pytest.raises(TypeError):
+        SyntheticConfig()  # type: ignore[call-arg]
 
 
 def test_zero_conditional_variance_in_low_block(cfg: SyntheticConfig) -> None:

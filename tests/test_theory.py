@@ -11,13 +11,14 @@ import torch
 from scipy.optimize import minimize as scipy_minimize
 from scipy.special import expit
 
-from labaug import theory
-from labaug.config import SyntheticConfig, Variance
-from labaug.losses import binary_cross_entropy, mix, smooth, weight_decay_penalty
+from labaug import augment, theory
+from labaug.config import Variance, defaults
+from labaug.losses import binary_cross_entropy, weight_decay_penalty
+from labaug.results import METHOD_DIM
 
 torch.set_num_threads(1)
 
-SYN = SyntheticConfig()
+SYN = defaults().synthetic
 LOW_NOISE = 0.1
 D = SYN.d
 WD_GRID = np.linspace(0.0, 0.1, 20)[1:]
@@ -169,19 +170,22 @@ def _symmetrized(x: np.ndarray) -> np.ndarray:
 
 def _full_gradient(method: str, hp: float, w: np.ndarray, x: np.ndarray, y: np.ndarray,
                    lam: np.ndarray | None = None, perm: np.ndarray | None = None) -> np.ndarray:
-    """The trainer's own loss (labaug.losses) in 2d dims, differentiated by autograd."""
+    """The trainer's own loss in 2d dims, differentiated by autograd.
+
+    As in `labaug.train.linear.train_sweep`: the registered method augments the logits (one
+    model) and the two-class one-hot targets, and adds its coupled decay as lambda/2 ||w||^2.
+    """
+    aug = augment.get(method)
     wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     logits = torch.as_tensor(x) @ wt
-    t = (torch.as_tensor(y) + 1.0) / 2.0
-    if method == "label_smoothing":
-        t = smooth(t, hp, 2)
-    if method == "mixup":
-        assert lam is not None and perm is not None
-        lam_t, perm_t = torch.as_tensor(lam), torch.as_tensor(perm)
-        logits, t = mix(logits, lam_t, perm_t), mix(t, lam_t, perm_t)
-    loss = binary_cross_entropy(logits, t).mean()
-    if method == "weight_decay":
-        loss = loss + weight_decay_penalty(wt, torch.tensor(hp, dtype=torch.float64))
+    t1 = (torch.as_tensor(y) + 1.0) / 2.0
+    t = torch.stack([1.0 - t1, t1], dim=1)[:, None]              # (n, 1, 2)
+    draws = {} if lam is None else {"lam": torch.as_tensor(lam)[:, None]}
+    partner = None if perm is None else torch.as_tensor(perm)
+    z, q = aug.apply(logits[:, None], t, torch.tensor([hp], dtype=torch.float64), draws,
+                     partner)
+    loss = binary_cross_entropy(z[:, 0], q[:, 0, 1]).mean()
+    loss = loss + weight_decay_penalty(wt, torch.tensor(aug.decay(hp), dtype=torch.float64))
     (grad,) = torch.autograd.grad(loss, wt)
     return grad.numpy()
 
@@ -204,7 +208,8 @@ def test_full_gradient_vanishes_at_reduced_solution(variance: Variance) -> None:
         ("mixup", 0.4, theory.mixup_minimizer(sample, 0.4)),
     ]
     for method, hp, sol in cases:
-        kwargs = {"lam": np.tile(lam, D * D), "perm": perm} if method == "mixup" else {}
+        mixes = augment.get(method).needs_partner
+        kwargs = {"lam": np.tile(lam, D * D), "perm": perm} if mixes else {}
         grad = _full_gradient(method, hp, sol.weight(D), xs, ys, **kwargs)
         assert sol.grad_norm <= 1e-9
         assert np.linalg.norm(grad) <= 1e-8, method
@@ -214,8 +219,7 @@ def test_full_gradient_vanishes_at_reduced_solution(variance: Variance) -> None:
         assert np.linalg.norm(off) > 1e-4, method
         # and on the raw (unsymmetrized) sample it is small but not zero (sampling noise)
         raw = _full_gradient(method, hp, sol.weight(D), x, y,
-                             **({"lam": lam, "perm": sample.partner} if method == "mixup"
-                                else {}))
+                             **({"lam": lam, "perm": sample.partner} if mixes else {}))
         assert np.linalg.norm(raw) < 0.05
 
 
@@ -247,8 +251,9 @@ def test_weight_decay_direction_tends_to_max_margin() -> None:
 
 def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) -> None:
     from labaug import plots
-    from labaug.jobs import aggregate_job, linear_job
-    from labaug.results import PROVENANCE_KEYS, read_netcdf, select_method
+    from labaug.exact import compare
+    from labaug.jobs import aggregate_job, linear_job, theory_job
+    from labaug.results import PROVENANCE_KEYS, read_netcdf
     from labaug.schema import validate_config
     from tests.conftest import REPO, merged_config
 
@@ -257,47 +262,54 @@ def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) ->
     config["theory"] = {**config.get("theory", {}), "n_samples": 5000}
     validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
     assert merged_config()["theory"]["n_samples"] >= 1_000_000   # the default run
+    synthetic = augment.for_experiment(config["methods"], "synthetic")
+    solved = [m for m in synthetic if m in theory.SOLVERS]
+    unsolved = [m for m in synthetic if m not in theory.SOLVERS]
+    n_hp = config["grids"][solved[0]]["size"]
     files = {}
     for variance in VARIANTS:
         out = tmp_path / f"theory_{variance}.nc"
-        theory.theory_job(config, variance, out)
+        theory_job(config, variance, out)
         ds = read_netcdf(out)
-        assert dict(ds.sizes) == {"method": 3, "hp": 3, "feature": 2 * D}
-        assert list(ds["method"].values) == ["weight_decay", "label_smoothing", "mixup"]
-        assert ds["hp_value"].dims == ("method", "hp")
+        assert dict(ds.sizes) == {METHOD_DIM: len(solved), "hp": n_hp, "feature": 2 * D}
+        assert list(ds[METHOD_DIM].values) == solved
+        assert ds.attrs["methods_without_population_loss"] == (", ".join(unsolved) or "none")
+        assert ds["hp_value"].dims == (METHOD_DIM, "hp")
         for key in PROVENANCE_KEYS:
             assert key in ds.attrs, key
         for name in ("w_high_norm", "w_low_norm", "grad_norm"):
-            assert ds[name].dims == ("method", "hp")
+            assert ds[name].dims == (METHOD_DIM, "hp")
             assert ds[name].attrs["long_name"]
             assert np.isnan(ds[name].values[:, 0]).all()        # hp 0: no finite minimizer
             assert np.isfinite(ds[name].values[:, 1:]).all()
         assert (ds["grad_norm"].values[:, 1:] <= 1e-8).all()
-        wd = select_method(ds, "weight_decay")
+        wd = ds.sel(augmentation="weight_decay")
         assert (wd["w_high_norm"].values[1:] > wd["w_low_norm"].values[1:]).all()
-        ls = select_method(ds, "label_smoothing")["w_high_norm"].values[1:]
-        mixup = select_method(ds, "mixup")["w_high_norm"].values[1:]
-        assert (mixup < 0.03).all()
+        ls = ds.sel(augmentation="label_smoothing")["w_high_norm"].values[1:]
+        mixup = ds.sel(augmentation="mixup")
+        assert (mixup["w_high_norm"].values[1:] < 0.03).all()
         if variance == "zero":
             assert (ls <= 1e-6).all()
-            assert "quadrature" in str(select_method(ds, "mixup")["evaluation"].values)
+            assert "quadrature" in str(mixup["evaluation"].values)
         else:
-            assert "5000 points" in str(select_method(ds, "mixup")["evaluation"].values)
+            assert "5000 points" in str(mixup["evaluation"].values)
         closed = theory.max_margin_closed_form(SYN, variance, LOW_NOISE)
         assert float(ds["max_margin_w_high_norm"]) == pytest.approx(np.linalg.norm(closed[HIGH]))
         assert float(ds["max_margin_closed_form_gap"]) < 1e-8
-        # a short trained sweep, compared and drawn
+        # a short trained sweep of every synthetic method, compared and drawn
         seeds = []
-        for method in config["methods"]:
+        for method in synthetic:
             for seed in config["seeds"]:
                 path = tmp_path / f"{variance}_{method}_{seed}.nc"
                 linear_job(config, "synthetic", variance, method, seed, path)
                 seeds.append(path)
         result = tmp_path / f"linear_{variance}.nc"
-        aggregate_job(config, seeds, result)
-        cmp = theory.compare(read_netcdf(result), ds)
-        assert cmp["trained_mean"].dims == ("method", "hp")
-        np.testing.assert_allclose(select_method(cmp, "weight_decay")["exact"].values[1:],
+        aggregate_job(config, seeds, result, "synthetic")
+        assert list(read_netcdf(result)[METHOD_DIM].values) == synthetic
+        cmp = compare(read_netcdf(result), ds)
+        assert cmp["trained_mean"].dims == (METHOD_DIM, "hp")
+        assert list(cmp[METHOD_DIM].values) == solved
+        np.testing.assert_allclose(cmp.sel(augmentation="weight_decay")["exact"].values[1:],
                                    wd["w_high_norm"].values[1:])
         assert np.isfinite(cmp["gap"].values[:, 1:]).all()
         files[f"result_{variance}"] = result
@@ -308,6 +320,18 @@ def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) ->
     fig1 = tmp_path / "fig1.pdf"
     plots.fig1(files["result_zero"], fig1, theory=files["theory_zero"])
     assert fig1.read_bytes()[:5] == b"%PDF-"
+
+
+def test_solver_table_names_registered_synthetic_methods() -> None:
+    assert set(theory.SOLVERS) <= set(augment.for_experiment(augment.names(), "synthetic"))
+    problem = theory.Problem(SYN, "zero", LOW_NOISE, defaults().theory)
+    for method in theory.SOLVERS:
+        sol, design = theory.exact_minimizer(method, problem, 0.05)
+        assert sol.grad_norm <= defaults().theory.max_grad_norm, method
+        assert design.evaluation
+    unknown = next((m for m in augment.names() if m not in theory.SOLVERS), "no_such_method")
+    with pytest.raises(theory.NoPopulationLoss, match=unknown):
+        theory.exact_minimizer(unknown, problem, 0.5)
 
 
 def test_schema_rejects_bad_theory_settings() -> None:

@@ -8,13 +8,21 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from labaug.augment import for_experiment
+from labaug.results import METHOD_DIM
 from tests.cluster.smoke import snakemake, write_overrides
+from tests.conftest import merged_config
 
 pytestmark = pytest.mark.slow
 
 PROVENANCE = ("labaug_version", "git_commit", "config_sha256", "torch_version", "device",
               "created")
-METHODS = ["weight_decay", "label_smoothing", "mixup"]
+SMOKE = merged_config("smoke")
+
+
+def methods(experiment: str) -> list[str]:
+    """The smoke preset's methods that the registry runs on ``experiment``, in config order."""
+    return for_experiment(SMOKE["methods"], experiment)  # type: ignore[arg-type]
 
 
 def test_every_figure_is_built(smoke_run: Path) -> None:
@@ -26,15 +34,19 @@ def test_every_figure_is_built(smoke_run: Path) -> None:
 @pytest.mark.parametrize("variance", ["zero", "low"])
 def test_synthetic_results_follow_the_contract(smoke_run: Path, variance: str) -> None:
     with xr.open_dataset(smoke_run / "results" / "linear" / f"synthetic_{variance}.nc") as ds:
-        assert list(ds["method"].values) == METHODS
-        assert dict(ds.sizes) == {"method": 3, "hp": 3, "seed": 2, "feature": 10}
-        assert ds["hp_value"].dims == ("method", "hp")
-        assert ds["hp_value"].sel({"method": "mixup"}).values.tolist() == [0.0, 0.5, 1.0]
+        expected = methods("synthetic")
+        assert list(ds[METHOD_DIM].values) == expected
+        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "hp": 3, "seed": 2, "feature": 10}
+        assert ds["hp_value"].dims == (METHOD_DIM, "hp")
+        for name in expected:
+            grid = SMOKE["grids"][name]
+            np.testing.assert_allclose(ds.sel(augmentation=name)["hp_value"].values,
+                                       np.linspace(grid["low"], grid["high"], grid["size"]))
         for name in ("w_high_norm", "test_error", "train_loss"):
-            assert ds[name].dims == ("method", "hp", "seed")
+            assert ds[name].dims == (METHOD_DIM, "hp", "seed")
             assert ds[name].attrs["long_name"]
             assert np.all(np.isfinite(ds[name].values))
-        assert ds["weight"].dims == ("method", "hp", "seed", "feature")
+        assert ds["weight"].dims == (METHOD_DIM, "hp", "seed", "feature")
         # w_high_norm is the norm of the last d weights.
         np.testing.assert_allclose(
             ds["w_high_norm"].values,
@@ -51,21 +63,39 @@ def test_synthetic_results_follow_the_contract(smoke_run: Path, variance: str) -
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
 def test_image_results_follow_the_contract(smoke_run: Path, dataset: str) -> None:
     with xr.open_dataset(smoke_run / "results" / "linear" / f"{dataset}_zero.nc") as ds:
-        assert dict(ds.sizes) == {"method": 3, "hp": 3, "seed": 2, "feature": 3 * 32 * 32}
+        expected = methods("binary_images")
+        assert list(ds[METHOD_DIM].values) == expected
+        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "hp": 3, "seed": 2,
+                                  "feature": 3 * 32 * 32}
         for name in ("pixel_ratio", "test_error", "train_loss"):
-            assert ds[name].dims == ("method", "hp", "seed")
+            assert ds[name].dims == (METHOD_DIM, "hp", "seed")
+            assert np.all(np.isfinite(ds[name].values))
         for key in PROVENANCE:
             assert key in ds.attrs, key
 
 
 def test_resnet_results_follow_the_contract(smoke_run: Path) -> None:
     with xr.open_dataset(smoke_run / "results" / "resnet" / "cifar10.nc") as ds:
-        assert dict(ds.sizes) == {"method": 3, "seed": 2, "epoch": 2}
+        expected = methods("class_channels")
+        assert list(ds[METHOD_DIM].values) == expected
+        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "seed": 2, "epoch": 2}
         for name in ("test_error", "train_loss", "train_error"):
-            assert ds[name].dims == ("method", "seed", "epoch")
+            assert ds[name].dims == (METHOD_DIM, "seed", "epoch")
             assert ds[name].attrs["long_name"]
         for key in PROVENANCE:
             assert key in ds.attrs, key
+
+
+def test_every_result_file_selects_a_method_by_keyword(smoke_run: Path) -> None:
+    files = sorted((smoke_run / "results").glob("*/*.nc"))
+    assert len(files) >= 8
+    for path in files:
+        with xr.open_dataset(path) as ds:
+            if METHOD_DIM not in ds.dims:
+                continue    # the Fig. 5 example has no methods
+            for name in ds[METHOD_DIM].values:
+                one = ds.sel(augmentation=str(name))   # the natural spelling works
+                assert METHOD_DIM not in one.dims, path
 
 
 def test_every_job_logged_and_benchmarked(smoke_run: Path) -> None:

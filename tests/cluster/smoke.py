@@ -55,19 +55,20 @@ def write_overrides(workdir: Path, extra: Mapping[str, Any] | None = None) -> Pa
     return path
 
 
-def command(workdir: Path, *args: str) -> list[str]:
-    """The snakemake command line for ``workdir`` (smoke preset + its overrides.yaml)."""
+def command(workdir: Path, *args: str, repo: Path = REPO) -> list[str]:
+    """The snakemake command line for ``workdir`` (smoke preset + its overrides.yaml), running
+    the workflow of ``repo`` (this checkout by default)."""
     overrides = workdir / "overrides.yaml"
     if not overrides.exists():
         write_overrides(workdir)
-    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(REPO / "presets" / "smoke.yaml"), str(overrides), *args]
+    return [SNAKEMAKE, "-s", str(repo / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(repo / "presets" / "smoke.yaml"), str(overrides), *args]
 
 
 def snakemake(workdir: Path, *args: str, env: Mapping[str, str] | None = None,
-              timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the workflow in ``workdir`` on the smoke preset plus ``workdir/overrides.yaml``."""
-    cmd = command(workdir, *args)
+              timeout: float = 900, repo: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run the workflow of ``repo`` in ``workdir`` on the smoke preset plus its overrides."""
+    cmd = command(workdir, *args, repo=repo)
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(env) if env is not None else None)
