@@ -74,6 +74,7 @@ def test_features_are_standardized_channel_major_with_train_statistics() -> None
     order = np.argsort(kept[:, c, h, w], kind="stable")
     assert np.all(np.diff(data.x_test[order, feature]) >= 0)
     # image_shape undoes the flattening: the features reshape to the standardized images
+    assert data.image_shape is not None
     images = data.x_test.reshape(len(data.x_test), *data.image_shape)
     np.testing.assert_allclose(images, ref_test.reshape(images.shape), rtol=1e-5, atol=1e-5)
 

@@ -13,48 +13,70 @@ from typing import Any
 import pytest
 import yaml
 
+from labaug import augment
 from labaug.schema import ConfigError, config_errors, load_schema, validate_config
 from tests.conftest import REPO, load_yaml, merged_config
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
+METHODS = augment.names()
+FIRST = METHODS[0]
+CLASS_CHANNEL_METHODS = augment.for_experiment(METHODS, "class_channels")
+
+
+def hp_range(method: str) -> str:
+    """The interval a method's hyperparameter may take: [0, inf), or [0, max) when bounded."""
+    top = augment.get(method).hp_maximum
+    return "[0, inf)" if top is None else f"[0, {top:g})"
+
+
 # (name, config layered on top of config.yaml, key path the message must name,
 #  a fragment of the allowed values the message must state)
+PER_METHOD: list[tuple[str, dict[str, Any], str, str]] = [
+    *[(f"negative_grid_low-{m}", {"grids": {m: {"low": -0.01}}}, f"grids.{m}.low", hp_range(m))
+      for m in METHODS],
+    *[(f"negative_resnet_hp-{m}", {"resnet": {"hp": {m: -0.5}}}, f"resnet.hp.{m}", hp_range(m))
+      for m in CLASS_CHANNEL_METHODS],
+    *[(f"grid_high_at_maximum-{m}", {"grids": {m: {"high": augment.get(m).hp_maximum}}},
+       f"grids.{m}.high", hp_range(m))
+      for m in METHODS if augment.get(m).hp_maximum is not None],
+    *[(f"resnet_hp_above_maximum-{m}",
+       {"resnet": {"hp": {m: 1.5 * float(augment.get(m).hp_maximum or 0)}}},
+       f"resnet.hp.{m}", hp_range(m))
+      for m in CLASS_CHANNEL_METHODS if augment.get(m).hp_maximum is not None],
+    *[(f"grid_size_one_drops_high-{m}", {"grids": {m: {"low": 0.0, "high": 0.05, "size": 1}}},
+       f"grids.{m}", "set low = high") for m in METHODS],
+]
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("negative_weight_decay", {"grids": {"weight_decay": {"low": -0.01}}},
-     "grids.weight_decay.low", "[0, inf)"),
-    ("negative_resnet_weight_decay", {"resnet": {"weight_decay": -5e-4}},
-     "resnet.weight_decay", "[0, inf)"),
-    ("label_smoothing_one", {"grids": {"label_smoothing": {"high": 1.0}}},
-     "grids.label_smoothing.high", "[0, 1)"),
-    ("resnet_label_smoothing_above_one", {"resnet": {"label_smoothing": 1.5}},
-     "resnet.label_smoothing", "[0, 1)"),
-    ("negative_mixup_alpha", {"resnet": {"mixup_alpha": -1.0}},
-     "resnet.mixup_alpha", "[0, inf)"),
-    ("negative_mixup_grid", {"grids": {"mixup": {"low": -0.5}}},
-     "grids.mixup.low", "[0, inf)"),
+    *PER_METHOD,
     ("unknown_dataset", {"image_datasets": ["cifar10", "svhn"]},
      "image_datasets[1]", "cifar10, cifar100, fmnist"),
     ("unknown_resnet_dataset", {"resnet": {"datasets": ["imagenet"]}},
      "resnet.datasets[0]", "cifar10, cifar100, fmnist"),
-    ("unknown_method", {"methods": ["weight_decay", "cutmix"]},
-     "methods[1]", "weight_decay, label_smoothing, mixup"),
+    ("unknown_method", {"methods": [FIRST, "dropout"]},
+     "methods[1]", ", ".join(METHODS)),
+    ("unknown_resnet_method", {"resnet": {"hp": {"dropout": 0.1}}},
+     "resnet.hp.dropout", "unknown key"),
+    ("unknown_grid", {"grids": {"dropout": {"low": 0.0, "high": 0.1, "size": 2}}},
+     "grids.dropout", "unknown key"),
     ("empty_seed_list", {"seeds": []}, "seeds", "at least 1 item"),
-    ("zero_grid_size", {"grids": {"mixup": {"size": 0}}}, "grids.mixup.size", "[1, inf)"),
+    ("zero_grid_size", {"grids": {FIRST: {"size": 0}}}, f"grids.{FIRST}.size", "[1, inf)"),
     ("non_numeric_learning_rate", {"optim": {"lr": "fast"}}, "optim.lr", "must be a number"),
     ("unknown_device", {"device": "tpu"}, "device", "cpu, cuda"),
     ("typo_top_level_key", {"seed": [0, 1]}, "seed", "did you mean 'seeds'"),
     ("typo_nested_key", {"optim": {"epoch": 3}}, "optim.epoch", "did you mean 'epochs'"),
-    ("grid_low_above_high", {"grids": {"weight_decay": {"low": 0.2, "high": 0.1}}},
-     "grids.weight_decay", "low <= high"),
+    ("grid_low_above_high", {"grids": {FIRST: {"low": 0.2, "high": 0.1}}},
+     f"grids.{FIRST}", "low <= high"),
 ]
 MISSING_KEY = ("low_noise", "low_noise", "required key missing")
 # The cases that also go through `snakemake -n` (about 4 s each); the rest differ only in the key.
 THROUGH_SNAKEMAKE = [c for c in BAD_CONFIGS if c[0] in {
-    "negative_weight_decay", "label_smoothing_one", "negative_mixup_alpha", "unknown_dataset",
-    "unknown_method", "empty_seed_list", "zero_grid_size", "non_numeric_learning_rate",
-    "unknown_device", "typo_nested_key"}]
+    f"negative_grid_low-{FIRST}", f"grid_size_one_drops_high-{FIRST}",
+    *[c[0] for c in PER_METHOD if c[0].startswith("grid_high_at_maximum")][:1],
+    *[c[0] for c in PER_METHOD if c[0].startswith("negative_resnet_hp")][:1],
+    "unknown_dataset", "unknown_method", "empty_seed_list", "zero_grid_size",
+    "non_numeric_learning_rate", "unknown_device", "typo_nested_key"}]
 
 
 def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +120,62 @@ def test_every_object_in_the_schema_is_closed_and_every_key_typed() -> None:
 def test_every_key_of_config_yaml_is_required() -> None:
     config = load_yaml(REPO / "config.yaml")
     assert set(SCHEMA["required"]) == set(config)
-    for section in ("optim", "synthetic", "theory", "image", "data_sources", "resnet"):
+    for section in ("optim", "synthetic", "theory", "image", "data_sources", "resnet", "grids"):
         required = set(SCHEMA["properties"][section]["required"])
         assert required == set(config[section]), section
+    assert set(SCHEMA["properties"]["resnet"]["properties"]["hp"]["required"]) == set(
+        config["resnet"]["hp"])
+
+
+def test_the_schema_lists_exactly_the_registered_methods() -> None:
+    # The YAML file leaves the method list open; load_schema fills it from the registry.
+    raw = load_yaml(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert "enum" not in raw["$defs"]["method"]
+    assert SCHEMA["$defs"]["method"]["enum"] == list(augment.names())
+    grids = SCHEMA["properties"]["grids"]
+    assert list(grids["properties"]) == list(augment.names())
+    assert grids["required"] == list(augment.names())
+    hp = SCHEMA["properties"]["resnet"]["properties"]["hp"]
+    assert hp["required"] == CLASS_CHANNEL_METHODS
+    assert list(hp["properties"]) == CLASS_CHANNEL_METHODS
+    # config.yaml runs every registered method and has a grid and ResNet value for each
+    config = load_yaml(REPO / "config.yaml")
+    assert sorted(config["methods"]) == sorted(augment.names())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_needs_its_grid_and_resnet_value(method: str) -> None:
+    config = merged_config()
+    del config["grids"][method]
+    problems = config_errors(config, SCHEMA)
+    assert f"grids.{method}: required key missing ({method})" in problems, problems
+    if method in CLASS_CHANNEL_METHODS:
+        config = merged_config()
+        del config["resnet"]["hp"][method]
+        problems = config_errors(config, SCHEMA)
+        assert f"resnet.hp.{method}: required key missing ({method})" in problems, problems
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_grid_of_one_value_is_accepted_when_low_equals_high(method: str) -> None:
+    value = 0.05
+    config = _merge(merged_config(), {"grids": {method: {"low": value, "high": value,
+                                                         "size": 1}}})
+    assert config_errors(config, SCHEMA) == []
+    size_one = _merge(merged_config(), {"grids": {method: {"low": 0.0, "high": value,
+                                                           "size": 1}}})
+    problems = config_errors(size_one, SCHEMA)
+    assert len(problems) == 1 and problems[0].startswith(f"grids.{method}: size = 1"), problems
+    assert "0.05" in problems[0]
+
+
+def test_unknown_method_lists_every_registered_one() -> None:
+    config = _merge(merged_config(), {"methods": ["dropout"]})
+    with pytest.raises(ConfigError) as info:
+        validate_config(config, SCHEMA)
+    message = str(info.value)
+    assert "- methods[0] = 'dropout' is not allowed; choose from: " in message, message
+    assert all(m in message for m in augment.names()), message
 
 
 # --- the messages (fast, no Snakemake) --------------------------------------------------------

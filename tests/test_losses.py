@@ -140,6 +140,6 @@ def test_weight_decay_is_torch_adam_coupled_weight_decay() -> None:
             idx = order[start:start + optim.batch_size]
             loss = F.binary_cross_entropy_with_logits(x[idx] @ w, t[idx])
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
     np.testing.assert_allclose(ours.weights[0], w.detach().numpy(), atol=1e-10)

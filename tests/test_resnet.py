@@ -349,12 +349,14 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
 def test_the_cuda_path_channels_last_bf16_runs_and_learns_on_cpu() -> None:
     """The GPU settings (channels_last, bf16 autocast, fp32 weights), exercised on the CPU."""
     d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
-    run = ResNetRun("gen", "mixup", 0)
-    tr = ResNetTrainer(d, run, OPTIM, TINY, mixed_precision=True)
-    assert tr.model.conv1.weight.dtype == torch.float32
-    assert tr.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    x, _ = next(tr._batches())
-    assert x.is_contiguous(memory_format=torch.channels_last)
+    for method in METHODS:
+        tr = ResNetTrainer(d, ResNetRun("gen", method, 0), OPTIM, TINY, mixed_precision=True)
+        conv1 = tr.model.conv1
+        assert isinstance(conv1, torch.nn.Conv2d)
+        assert conv1.weight.dtype == torch.float32
+        assert conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        x, _ = next(tr._batches())
+        assert x.is_contiguous(memory_format=torch.channels_last), method
     h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), replace(OPTIM, epochs=8), TINY,
                      mixed_precision=True)
     assert h.train_error[-1] <= 0.05 and h.test_error[-1] <= 0.1

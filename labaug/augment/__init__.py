@@ -37,7 +37,9 @@ def register(cls: A) -> A:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"{cls.__qualname__}.name must be a Python identifier, got {name!r}")
     existing = _REGISTRY.get(name)
-    if existing is not None and type(existing).__qualname__ != cls.__qualname__:
+    same = existing is not None and (type(existing).__module__, type(existing).__qualname__) \
+        == (cls.__module__, cls.__qualname__)
+    if existing is not None and not same:
         raise ValueError(f"label augmentation {name!r} is already registered by "
                          f"{type(existing).__module__}.{type(existing).__qualname__}")
     for attr in ("title", "hp_symbol", "hp_words", "color", "summary"):
@@ -59,13 +61,13 @@ def _discover() -> None:
 
 
 def registry() -> dict[str, Augmentation]:
-    """Every registered method by name, in registration order."""
-    return dict(_REGISTRY)
+    """Every registered method by name, in alphabetical order (config orders them for plots)."""
+    return {name: _REGISTRY[name] for name in sorted(_REGISTRY)}
 
 
 def names() -> tuple[str, ...]:
-    """The registered method names."""
-    return tuple(_REGISTRY)
+    """The registered method names, in alphabetical order."""
+    return tuple(sorted(_REGISTRY))
 
 
 def get(name: str) -> Augmentation:
