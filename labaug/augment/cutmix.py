@@ -38,14 +38,20 @@ def draw_boxes(rng: np.random.Generator, lam: np.ndarray, height: int,
     return boxes, 1.0 - area / float(height * width)
 
 
-def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
-    """Boolean masks (..., H, W) that are True inside each half-open box (..., 4)."""
+def box_mask(boxes: Tensor, height: int, width: int,
+             dtype: torch.dtype = torch.bool) -> Tensor:
+    """Masks (..., H, W) that are 1 inside each half-open box (..., 4), as ``dtype``.
+
+    A box is the outer product of a row and a column indicator, built in one pass.
+    """
     rows = torch.arange(height, device=boxes.device)
     cols = torch.arange(width, device=boxes.device)
     r0, r1, c0, c1 = (boxes[..., i, None] for i in range(4))
-    in_rows = (rows >= r0) & (rows < r1)
-    in_cols = (cols >= c0) & (cols < c1)
-    return in_rows[..., :, None] & in_cols[..., None, :]
+    in_rows = ((rows >= r0) & (rows < r1)).to(dtype)
+    in_cols = ((cols >= c0) & (cols < c1)).to(dtype)
+    if dtype == torch.bool:
+        return in_rows[..., :, None] & in_cols[..., None, :]
+    return in_rows[..., :, None] * in_cols[..., None, :]
 
 
 @register
@@ -78,7 +84,8 @@ class CutMix(Augmentation):
         """Paste each model's box from the partner into x (B, M or 1, C, H, W); mix targets."""
         assert partner is not None
         height, width = x.shape[-2:]
-        mask = box_mask(draws["box"], height, width)           # (B or 1, M, H, W)
-        pasted = torch.where(mask.unsqueeze(-3), x[partner], x)  # (B, M, C, H, W)
+        mask = box_mask(draws["box"], height, width, x.dtype)   # (B or 1, M, H, W)
+        # lerp with weight 0 or 1 is exactly x or its partner (and faster than torch.where).
+        pasted = torch.lerp(x, x[partner], mask.unsqueeze(-3))   # (B, M, C, H, W)
         lam = draws["lam"]
         return pasted, mix(t, along(lam.to(t.dtype), t.ndim), partner)
