@@ -233,3 +233,16 @@ def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> 
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
     return ds
+
+
+def summary_job(inputs: Mapping[str, PathLike], out: PathLike, command: str = "") -> None:
+    """Write results/summary.md from named inputs 'linear_{data}_{variance}',
+    'theory_{variance}' and 'resnet_{dataset}' (labaug.summary)."""
+    from labaug.summary import write_summary
+
+    groups: dict[str, dict[str, PathLike]] = {"linear": {}, "theory": {}, "resnet": {}}
+    for key, path in inputs.items():
+        kind, _, name = key.partition("_")
+        groups[kind][name] = path
+    write_summary(out, groups["linear"], groups["theory"], groups["resnet"], command=command)
+    log.info("wrote %s from %d result files", out, len(inputs))

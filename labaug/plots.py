@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from labaug import augment  # noqa: E402
@@ -116,7 +117,7 @@ def synthetic_figure(result: PathLike, out: PathLike, title: str,
     ds = read_netcdf(result)
     overlay = [read_netcdf(theory)] if theory is not None else None
     fig = sweep_grid([("synthetic", ds)], "w_high_norm",
-                     r"$\|w_{\mathrm{high}}\|$ (high-variance block)", title, overlay)
+                     "high-variance weight norm " + r"$\|w_{\mathrm{high}}\|$", title, overlay)
     save(fig, out)
 
 
@@ -133,8 +134,8 @@ def fig6(result: PathLike, out: PathLike, theory: PathLike | None = None) -> Non
 
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fmnist": "Fashion-MNIST"}
-TEST_ERROR_LABEL = "test error"
-PIXEL_RATIO_LABEL = r"$|w_1| / \|w_{2:}\|$ (identifying pixel)"
+TEST_ERROR_LABEL = "test error (fraction misclassified)"
+PIXEL_RATIO_LABEL = "identifying-pixel weight ratio " + r"$|w_1| / \|w_{\mathrm{rest}}\|$"
 
 
 def image_rows(results: dict[str, PathLike]) -> list[tuple[str, xr.Dataset]]:
@@ -195,12 +196,14 @@ def fig4(out: PathLike, **results: PathLike) -> None:
     save(fig, out)
 
 
-def _channel_panel(ax: Axes, values: np.ndarray, limit: float, cmap: str, title: str) -> None:
+def _channel_panel(ax: Axes, values: np.ndarray, limit: float, cmap: str,
+                   title: str) -> AxesImage:
     """One channel as an image on a symmetric colour scale [-limit, limit]."""
-    ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+    shown = ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
+    return shown
 
 
 def fig5(out: PathLike, example: PathLike) -> None:
@@ -211,8 +214,10 @@ def fig5(out: PathLike, example: PathLike) -> None:
     train_input, test_input = ds["train_input"].values, ds["test_input"].values
     img_limit = float(np.abs(train_input[:n_ch]).max()) or 1.0
     vec_limit = 3.0 * float(ds.attrs["class_channel_sigma"]) or 1.0
-    fig, axes = plt.subplots(3, 2 * n_ch, figsize=(max(7.5, 1.9 * 2 * n_ch + 0.6), 6.2),
+    # Panels as wide as they are tall, plus room for the two colour bars: no empty columns.
+    fig, axes = plt.subplots(3, 2 * n_ch, figsize=(2.1 * 2 * n_ch + 1.6, 7.0),
                              squeeze=False, constrained_layout=True)
+    shown: dict[str, AxesImage] = {}
     for ax in axes.ravel():
         ax.set_axis_off()
     # Row 0: the image as seen, and the class vector of its class.
@@ -236,9 +241,17 @@ def fig5(out: PathLike, example: PathLike) -> None:
             ax = axes[row, c]
             ax.set_axis_on()
             is_class = c >= n_ch
-            _channel_panel(ax, values[c], vec_limit if is_class else img_limit,
-                           "RdBu_r" if is_class else "gray",
-                           f"{name} input ch. {c + 1}" + (" (class)" if is_class else ""))
+            zeros = is_class and not np.any(values[c])
+            kind = "class" if is_class else "image"
+            shown[kind] = _channel_panel(
+                ax, values[c], vec_limit if is_class else img_limit,
+                "RdBu_r" if is_class else "gray",
+                f"{name} input ch. {c + 1}"
+                + ((" (class: all zeros)" if zeros else " (class)") if is_class else ""))
+    fig.colorbar(shown["image"], ax=axes[1:, :n_ch].ravel().tolist(), shrink=0.8,
+                 label="standardized pixel value")
+    fig.colorbar(shown["class"], ax=axes[:, n_ch:].ravel().tolist(), shrink=0.8,
+                 label="class-channel value (white = 0)")
     fig.suptitle(f"Fig. 5: {DATASET_TITLES.get(ds.attrs['dataset'], ds.attrs['dataset'])}: "
                  "training inputs carry their class's vector\nN(0, $\\sigma^2 I$), "
                  f"$\\sigma$ = {float(ds.attrs['class_channel_sigma']):.3g}; "
