@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from labaug import augment
 from labaug.schema import ConfigError, config_errors, load_schema, validate_config
 from tests.conftest import REPO, load_yaml, merged_config
 
@@ -24,26 +25,38 @@ SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("negative_weight_decay", {"grids": {"weight_decay": {"low": -0.01}}},
      "grids.weight_decay.low", "[0, inf)"),
-    ("negative_resnet_weight_decay", {"resnet": {"weight_decay": -5e-4}},
-     "resnet.weight_decay", "[0, inf)"),
+    ("negative_resnet_weight_decay", {"resnet": {"hp": {"weight_decay": -5e-4}}},
+     "resnet.hp.weight_decay", "[0, inf)"),
     ("label_smoothing_one", {"grids": {"label_smoothing": {"high": 1.0}}},
      "grids.label_smoothing.high", "[0, 1)"),
-    ("resnet_label_smoothing_above_one", {"resnet": {"label_smoothing": 1.5}},
-     "resnet.label_smoothing", "[0, 1)"),
-    ("negative_mixup_alpha", {"resnet": {"mixup_alpha": -1.0}},
-     "resnet.mixup_alpha", "[0, inf)"),
+    ("resnet_label_smoothing_above_one", {"resnet": {"hp": {"label_smoothing": 1.5}}},
+     "resnet.hp.label_smoothing", "[0, 1)"),
+    ("negative_mixup_alpha", {"resnet": {"hp": {"mixup": -1.0}}},
+     "resnet.hp.mixup", "[0, inf)"),
     ("negative_mixup_grid", {"grids": {"mixup": {"low": -0.5}}},
      "grids.mixup.low", "[0, inf)"),
     ("unknown_dataset", {"image_datasets": ["cifar10", "svhn"]},
      "image_datasets[1]", "cifar10, cifar100, fmnist"),
     ("unknown_resnet_dataset", {"resnet": {"datasets": ["imagenet"]}},
      "resnet.datasets[0]", "cifar10, cifar100, fmnist"),
-    ("unknown_method", {"methods": ["weight_decay", "cutmix"]},
-     "methods[1]", "weight_decay, label_smoothing, mixup"),
+    ("unknown_method", {"methods": ["weight_decay", "cutout"]},
+     "methods[1]", ", ".join(augment.names())),
     ("empty_seed_list", {"seeds": []}, "seeds", "at least 1 item"),
     ("zero_grid_size", {"grids": {"mixup": {"size": 0}}}, "grids.mixup.size", "[1, inf)"),
     ("non_numeric_learning_rate", {"optim": {"lr": "fast"}}, "optim.lr", "must be a number"),
-    ("unknown_device", {"device": "tpu"}, "device", "cpu, cuda"),
+    ("unknown_device", {"resnet": {"device": "tpu"}}, "resnet.device", "auto, cpu, cuda"),
+    ("unknown_linear_device", {"linear": {"device": "auto"}}, "linear.device", "cpu, cuda"),
+    ("old_top_level_device", {"device": "cuda"}, "device", "unknown key"),
+    ("typo_linear_key", {"linear": {"devices": "cpu"}}, "linear.devices",
+     "did you mean 'device'"),
+    ("unknown_precision", {"resnet": {"precision": "fp8"}}, "resnet.precision",
+     "auto, bf16, fp16, fp32"),
+    ("compile_not_boolean", {"resnet": {"compile": "yes"}}, "resnet.compile", "true or false"),
+    ("zero_runs_per_gpu", {"resnet": {"runs_per_gpu": 0}}, "resnet.runs_per_gpu", "[1, 64]"),
+    ("fractional_runs_per_gpu", {"resnet": {"runs_per_gpu": 1.5}}, "resnet.runs_per_gpu",
+     "must be an integer"),
+    ("negative_checkpoint_minutes", {"resnet": {"checkpoint_minutes": -1}},
+     "resnet.checkpoint_minutes", "[0, 1440]"),
     ("typo_top_level_key", {"seed": [0, 1]}, "seed", "did you mean 'seeds'"),
     ("typo_nested_key", {"optim": {"epoch": 3}}, "optim.epoch", "did you mean 'epochs'"),
     ("grid_low_above_high", {"grids": {"weight_decay": {"low": 0.2, "high": 0.1}}},
@@ -98,7 +111,7 @@ def test_every_object_in_the_schema_is_closed_and_every_key_typed() -> None:
 def test_every_key_of_config_yaml_is_required() -> None:
     config = load_yaml(REPO / "config.yaml")
     assert set(SCHEMA["required"]) == set(config)
-    for section in ("optim", "synthetic", "theory", "image", "data_sources", "resnet"):
+    for section in ("optim", "synthetic", "theory", "image", "data_sources", "linear", "resnet"):
         required = set(SCHEMA["properties"][section]["required"])
         assert required == set(config[section]), section
 
@@ -127,10 +140,11 @@ def test_missing_key_is_named() -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    config = _merge(merged_config(), {"device": "tpu", "seeds": [], "optim": {"lr": -1}})
+    config = _merge(merged_config(), {"linear": {"device": "tpu"}, "seeds": [],
+                                      "optim": {"lr": -1}})
     problems = config_errors(config, SCHEMA)
     assert len(problems) == 3
-    assert [p.split(" ")[0] for p in problems] == ["device", "optim.lr", "seeds"]
+    assert [p.split(" ")[0] for p in problems] == ["linear.device", "optim.lr", "seeds"]
 
 
 def test_nan_is_rejected() -> None:

@@ -55,7 +55,8 @@ def data() -> ClassChannelData:
 
 
 OPTIM = replace(defaults().optim, batch_size=60, epochs=3)
-TINY = replace(defaults().resnet, datasets=("gen",), width=4)
+# checkpoint_minutes = 0: a checkpoint after every epoch (the resume tests stop runs part-way).
+TINY = replace(defaults().resnet, datasets=("gen",), width=4, checkpoint_minutes=0.0)
 
 
 # -- model -----------------------------------------------------------------------------------
@@ -350,11 +351,12 @@ def test_the_cuda_path_channels_last_bf16_runs_and_learns_on_cpu() -> None:
     """The GPU settings (channels_last, bf16 autocast, fp32 weights), exercised on the CPU."""
     d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
     run = ResNetRun("gen", "mixup", 0)
-    tr = ResNetTrainer(d, run, OPTIM, TINY, mixed_precision=True)
+    tr = ResNetTrainer(d, run, OPTIM, TINY, precision="bf16")
+    assert tr.precision == "bf16" and tr.channels_last
     assert tr.model.conv1.weight.dtype == torch.float32
     assert tr.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     x, _ = next(tr._batches())
     assert x.is_contiguous(memory_format=torch.channels_last)
     h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), replace(OPTIM, epochs=8), TINY,
-                     mixed_precision=True)
+                     precision="bf16")
     assert h.train_error[-1] <= 0.05 and h.test_error[-1] <= 0.1
