@@ -78,7 +78,8 @@ def require_device(device: str, *, key: str, rule: str, job: str) -> None:
         f"CUDA GPU (torch.cuda.is_available() is False; torch {torch.__version__}, built for "
         f"CUDA {torch.version.cuda or 'none'}). Nothing was trained: a job set to cuda never "
         f"falls back to the CPU. Run it where a GPU is visible (on SLURM: a GPU partition with "
-        f"the gpu resource), or set {key}: cpu (or auto for resnet.device).")
+        f"the gpu resource), or set {key}: cpu"
+        + (" or auto." if key == DEVICE_KEYS["resnet"] else "."))
 
 
 def resolve_precision(setting: str, device: str) -> Precision:
