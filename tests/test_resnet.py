@@ -304,7 +304,8 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
     save_npz(separable_raw(n_train=120, n_test=60), raw_path)
     config = merged_config()
     config["seeds"] = [0, 1]
-    config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60})
+    config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60,
+                             "device": "cpu"})
     methods = augment.for_experiment(config["methods"], "class_channels")
     assert sorted(methods) == sorted(METHODS)   # config.yaml runs every class-channel method
     paths = []
@@ -320,6 +321,8 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
     with xr.open_dataset(paths[0]) as one:
         assert dict(one.sizes) == {METHOD_DIM: 1, "seed": 1, "epoch": 2}
         assert one.attrs["seed"] == 0 and one.attrs["device"] == "cpu"
+        assert one.attrs["precision"] == "fp32" and one.attrs["device_name"]
+        assert one.attrs["device_setting"] == config["resnet"]["device"]
         assert one.attrs["hp_value"] == config["resnet"]["hp"][methods[0]]
         assert "config_sha256" in one.attrs and "git_commit" in one.attrs
         assert all("long_name" in one[v].attrs
