@@ -1,18 +1,30 @@
 """Benchmark: training images/s of the ResNet trainer against a naive pipeline, same device.
 
-The naive pipeline is written the way research code usually is: a per-item Dataset whose
-``__getitem__`` concatenates the image and its class vector (numpy -> torch), a torch DataLoader
-with default workers, and an fp32 training loop. The trainer keeps the dataset on the device as
-one tensor, takes batches by index and concatenates class channels there; on CUDA it also runs
-channels_last under bf16 autocast. Both train the same CIFAR-shaped ResNet-18 (weight-decay
-method) on the same generated data, in this one process.
+Both train the CIFAR-shaped ResNet-18 with class channels (6 x 32 x 32 inputs; width 64 and
+batch 500 by default, the paper's model and batch) on the same generated data, in this one
+process, side by side:
+
+* the labaug trainer (`labaug.train.resnet.ResNetTrainer`): the dataset resident on the device as
+  one tensor (channels_last on CUDA), batches by index, class channels concatenated there,
+  autocast at ``--precision`` (auto = bf16 where the GPU supports it), fused Adam, cuDNN
+  autotuning, one host sync per epoch; ``--compile`` adds torch.compile;
+* the naive pipeline, written the way research code usually is: a per-item Dataset whose
+  ``__getitem__`` concatenates the image and its class vector (numpy -> torch), a torch
+  DataLoader, and an fp32 training loop.
+
+It prints both rates and their ratio, the model's training FLOPs per image (one forward and
+backward counted by torch.utils.flop_counter.FlopCounterMode), and on a GPU the fraction of the
+GPU's dense bf16 peak that the trainer reaches (peaks in `PEAK_BF16_TFLOPS`; n/a for a GPU not in
+the table). ``--runs-per-gpu 1 2 4`` also measures the total rate of that many trainer processes
+training at once on the one device (what ``resnet.runs_per_gpu`` does in the workflow).
 
     python benchmarks/resnet_throughput.py                               # CUDA if present
-    python benchmarks/resnet_throughput.py --device cpu --width 4 --images 1000 --batch-size 100
+    python benchmarks/resnet_throughput.py --runs-per-gpu 1 2 4
+    python benchmarks/resnet_throughput.py --device cpu --width 4 --images 500 --batch-size 100 \\
+        --epochs 1
 
-On CUDA it also prints the absolute img/s and the projected wall time of one 100-epoch,
-50,000-image run. ``--full-run`` then trains one whole run with the real trainer loop
-(per-epoch test error and checkpoints included) and prints its wall time:
+On CUDA it also projects the wall time of one 100-epoch, 50,000-image run; ``--full-run`` then
+trains one whole run with the real trainer loop (per-epoch test error and checkpoints included):
 
     python benchmarks/resnet_throughput.py --images 50000 --full-run 100
 """
@@ -20,22 +32,45 @@ On CUDA it also prints the absolute img/s and the projected wall time of one 100
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from labaug.config import OptimConfig, defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
 from labaug.data.raw import RawImages
-from labaug.models import resnet18
+from labaug.models import CifarResNet18, resnet18
 from labaug.rng import numpy_rng, torch_rng
 from labaug.train.resnet import ResNetRun, ResNetTrainer, train_resnet
+
+# Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendor's data sheets, matched
+# against torch.cuda.get_device_name (first match wins, so the more specific names come first).
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),       # SXM (name "NVIDIA H100 80GB HBM3")
+    ("H200", 989.0),
+    ("GH200", 989.0),
+    ("A100", 312.0),
+)
+
+
+def peak_bf16_tflops(name: str) -> float | None:
+    """The dense bf16 peak of the GPU called ``name``, or None when it is not in the table."""
+    for key, peak in PEAK_BF16_TFLOPS:
+        if key in name:
+            return peak
+    return None
 
 
 def generated(n: int, shape: tuple[int, int, int], classes: int) -> ClassChannelData:
@@ -47,18 +82,37 @@ def generated(n: int, shape: tuple[int, int, int], classes: int) -> ClassChannel
     return class_channel_data(raw, "benchmark", 0)
 
 
+def train_flops_per_image(in_channels: int, classes: int, width: int,
+                          shape: tuple[int, int]) -> float:
+    """FLOPs of one training step per image: forward and backward of the model, counted on the
+    meta device (shapes only) for a batch of 2 (BatchNorm needs more than one)."""
+    with torch.device("meta"):
+        model = CifarResNet18(in_channels, classes, width)
+        x = torch.zeros(2, in_channels, *shape)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x).sum().backward()
+    return float(counter.get_total_flops()) / 2
+
+
 def sync(device: torch.device) -> None:
     """Wait for queued device work, so wall time measures it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
+def make_trainer(data: ClassChannelData, optim: OptimConfig, width: int, device: str,
+                 compile_model: bool, precision: str) -> ResNetTrainer:
+    """labaug's trainer for the weight-decay run of seed 0."""
+    return ResNetTrainer(data, ResNetRun("benchmark", "weight_decay", 0), optim,
+                         replace(defaults().resnet, width=width), device=device,
+                         compile_model=compile_model, precision=precision)
+
+
 def trainer_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device: str,
-                  epochs: int, compile_model: bool) -> float:
-    """Training images/s of labaug's ResNetTrainer (after one warm-up epoch)."""
-    tr = ResNetTrainer(data, ResNetRun("benchmark", "weight_decay", 0), optim,
-                       replace(defaults().resnet, width=width), device=device,
-                       compile_model=compile_model)
+                  epochs: int, compile_model: bool, precision: str = "auto") -> tuple[float, str]:
+    """Training images/s of labaug's ResNetTrainer (after one warm-up epoch), and its precision."""
+    tr = make_trainer(data, optim, width, device, compile_model, precision)
     tr.train_epoch()
     dev = torch.device(device)
     sync(dev)
@@ -66,7 +120,7 @@ def trainer_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device
     for _ in range(epochs):
         tr.train_epoch()
     sync(dev)
-    return epochs * len(data.y_train) / (time.perf_counter() - t0)
+    return epochs * len(data.y_train) / (time.perf_counter() - t0), tr.precision
 
 
 class ConcatDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -110,9 +164,45 @@ def naive_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device: 
     return epochs * len(data.y_train) / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    """Parse arguments, run both pipelines, print images/s and their ratio."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _concurrent_worker(args: dict[str, Any], barrier: Any, queue: Any) -> None:
+    """One of several trainer processes sharing the device: warm up, wait for all, time."""
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    data = generated(args["images"], tuple(args["shape"]), args["classes"])
+    optim = replace(defaults().optim, batch_size=args["batch_size"])
+    tr = make_trainer(data, optim, args["width"], args["device"], args["compile"],
+                      args["precision"])
+    dev = torch.device(args["device"])
+    tr.train_epoch()
+    sync(dev)
+    barrier.wait()
+    t0 = time.perf_counter()
+    for _ in range(args["epochs"]):
+        tr.train_epoch()
+    sync(dev)
+    queue.put((t0, time.perf_counter(), args["epochs"] * len(data.y_train)))
+
+
+def concurrent_img_s(args: dict[str, Any], runs: int) -> float:
+    """Total training images/s of ``runs`` trainer processes training at once on one device."""
+    ctx = mp.get_context("spawn")      # CUDA cannot be forked
+    barrier, queue = ctx.Barrier(runs), ctx.Queue()
+    procs = [ctx.Process(target=_concurrent_worker, args=(args, barrier, queue))
+             for _ in range(runs)]
+    for p in procs:
+        p.start()
+    spans = [queue.get(timeout=3600) for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"a benchmark process failed (exit code {p.exitcode})")
+    start, end = min(s[0] for s in spans), max(s[1] for s in spans)
+    return sum(s[2] for s in spans) / (end - start)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv`` None: sys.argv)."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--width", type=int, default=64, help="ResNet-18 base width (64 = standard)")
     p.add_argument("--images", type=int, default=10_000, help="training images per epoch")
@@ -121,40 +211,72 @@ def main() -> None:
     p.add_argument("--shape", type=int, nargs=3, default=(3, 32, 32), metavar=("C", "H", "W"))
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+                   help="the trainer's autocast precision (auto: bf16/fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the trainer's model")
+    p.add_argument("--runs-per-gpu", type=int, nargs="*", default=[], metavar="N",
+                   help="also measure the total rate of N concurrent trainer processes")
     p.add_argument("--full-run", type=int, default=0, metavar="EPOCHS",
                    help="afterwards, time one whole training run of this many epochs")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print its table, and return the numbers (img/s, ratio, FLOPs, ...)."""
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    data = generated(args.images, tuple(args.shape), args.classes)
-    optim = replace(defaults().optim, batch_size=args.batch_size)
     c, h, w = args.shape
-    print(f"device {args.device}"
-          + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda")
-             else f" ({torch.get_num_threads()} threads)")
-          + f"; ResNet-18 width {args.width}; {2 * c}x{h}x{w} inputs; {args.images} images, "
-          f"batch {args.batch_size}; {args.epochs} timed epochs after 1 warm-up")
-    fast = trainer_img_s(data, optim, args.width, args.device, args.epochs, args.compile)
-    print(f"labaug trainer : {fast:10.1f} train img/s")
+    data = generated(args.images, (c, h, w), args.classes)
+    optim = replace(defaults().optim, batch_size=args.batch_size)
+    cuda = args.device.startswith("cuda")
+    name = torch.cuda.get_device_name(args.device) if cuda else f"{torch.get_num_threads()} threads"
+    print(f"device {args.device} ({name}); ResNet-18 width {args.width}; {2 * c}x{h}x{w} inputs; "
+          f"{args.images} images, batch {args.batch_size}; {args.epochs} timed epochs after "
+          f"1 warm-up")
+    fast, precision = trainer_img_s(data, optim, args.width, args.device, args.epochs,
+                                    args.compile, args.precision)
     naive = naive_img_s(data, optim, args.width, args.device, args.epochs)
-    print(f"naive pipeline : {naive:10.1f} train img/s")
-    print(f"ratio          : {fast / naive:10.2f}x")
-    if args.device.startswith("cuda"):
-        hours = 100 * 50_000 / fast / 3600
-        print(f"projected 100-epoch, 50,000-image run: {hours * 60:.1f} min of training "
+    flops = train_flops_per_image(2 * c, args.classes, args.width, (h, w))
+    out: dict[str, Any] = {"device": args.device, "device_name": name, "precision": precision,
+                           "trainer_img_s": fast, "naive_img_s": naive, "ratio": fast / naive,
+                           "train_flops_per_image": flops}
+    print(f"labaug trainer ({precision}{', compiled' if args.compile else ''}): "
+          f"{fast:10.1f} train img/s")
+    print(f"naive pipeline (fp32, DataLoader): {naive:10.1f} train img/s")
+    print(f"ratio: {fast / naive:.2f}x")
+    achieved = flops * fast / 1e12
+    print(f"model: {flops / 1e9:.3f} GFLOP per training image (forward + backward); trainer "
+          f"reaches {achieved:.3f} TFLOP/s")
+    peak = peak_bf16_tflops(name) if cuda else None
+    out["fraction_of_bf16_peak"] = None if peak is None else achieved / peak
+    print("fraction of the GPU's dense bf16 peak: "
+          + ("n/a (" + ("not a GPU" if not cuda else f"{name} not in the peak table") + ")"
+             if peak is None else f"{achieved / peak:.1%} of {peak:.0f} TFLOP/s"))
+    if cuda:
+        minutes = 100 * 50_000 / fast / 60
+        print(f"projected 100-epoch, 50,000-image run: {minutes:.1f} min of training "
               "(excluding per-epoch test evaluation)")
+    concurrent: dict[int, float] = {}
+    for runs in args.runs_per_gpu:
+        concurrent[runs] = concurrent_img_s(dict(vars(args), precision=args.precision), runs)
+        print(f"{runs} concurrent run(s) on {args.device}: {concurrent[runs]:10.1f} train img/s "
+              f"in total ({concurrent[runs] / fast:.2f}x one run)")
+    out["runs_per_gpu_img_s"] = concurrent
     if args.full_run:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            h = train_resnet(data, ResNetRun("benchmark", "weight_decay", 0),
-                             replace(optim, epochs=args.full_run),
-                             replace(defaults().resnet, width=args.width), device=args.device,
-                             checkpoint=Path(tmp) / "run.pt", compile_model=args.compile)
+            hist = train_resnet(data, ResNetRun("benchmark", "weight_decay", 0),
+                                replace(optim, epochs=args.full_run),
+                                replace(defaults().resnet, width=args.width),
+                                device=args.device, checkpoint=Path(tmp) / "run.pt",
+                                compile_model=args.compile, precision=args.precision)
             wall = time.perf_counter() - t0
         print(f"full run: {args.full_run} epochs x {args.images} images in {wall / 60:.1f} min "
-              f"(final train loss {h.train_loss[-1]:.4f}, test error {h.test_error[-1]:.4f})")
+              f"(final train loss {hist.train_loss[-1]:.4f}, test error "
+              f"{hist.test_error[-1]:.4f})")
+        out["full_run_seconds"] = wall
+    return out
 
 
 if __name__ == "__main__":

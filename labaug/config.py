@@ -22,6 +22,8 @@ Method = str
 """A registered label-augmentation name (`labaug.augment.names`)."""
 Variance = Literal["zero", "low"]
 Device = Literal["cpu", "cuda"]
+DeviceSetting = Literal["auto", "cpu", "cuda"]
+PrecisionSetting = Literal["auto", "bf16", "fp16", "fp32"]
 
 VARIANCES: tuple[Variance, ...] = ("zero", "low")
 IMAGE_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "fmnist")
@@ -79,8 +81,15 @@ class TheoryConfig:
 
 
 @dataclass(frozen=True)
+class LinearConfig:
+    """Where the linear sweeps train (`labaug.devices`)."""
+
+    device: Device
+
+
+@dataclass(frozen=True)
 class ResNetConfig:
-    """Multi-class ResNet-18 with identifying class channels (Sec. 4.3)."""
+    """Multi-class ResNet-18 with identifying class channels (Sec. 4.3), and how it runs."""
 
     datasets: tuple[str, ...]
     width: int
@@ -90,6 +99,11 @@ class ResNetConfig:
     test_subset: int | None
     epochs: int | None               # None = optim.epochs
     batch_size: int | None           # None = optim.batch_size
+    device: DeviceSetting            # auto = cuda where the DAG is built on a GPU machine
+    precision: PrecisionSetting      # auto = bf16 / fp16 by GPU, fp32 on the CPU
+    compile: bool                    # torch.compile the model's training steps
+    runs_per_gpu: int                # GPU jobs sharing one GPU on a workstation
+    checkpoint_minutes: float        # minutes between checkpoints; 0 = every epoch
 
     def optim_for(self, optim: OptimConfig) -> OptimConfig:
         """The shared optimizer settings with this section's epochs / batch size, if set."""
@@ -102,7 +116,6 @@ class ResNetConfig:
 class Config:
     """The whole run configuration; nothing else in labaug reads the raw dict."""
 
-    device: Device
     seeds: tuple[int, ...]
     optim: OptimConfig
     methods: tuple[Method, ...]
@@ -115,6 +128,7 @@ class Config:
     image_gamma: float
     data_sources: Mapping[str, str | None]
     allow_download: bool
+    linear: LinearConfig
     resnet: ResNetConfig
     theory: TheoryConfig
     sha256: str
@@ -137,7 +151,6 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
     optim = raw["optim"]
     resnet = dict(raw["resnet"])
     return Config(
-        device=raw["device"],
         seeds=tuple(int(s) for s in raw["seeds"]),
         optim=OptimConfig(
             lr=float(optim["lr"]),
@@ -159,8 +172,12 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         image_gamma=float(raw["image"]["gamma"]),
         data_sources=dict(raw["data_sources"]),
         allow_download=bool(raw["allow_download"]),
+        linear=LinearConfig(device=raw["linear"]["device"]),
         resnet=ResNetConfig(**{**resnet, "datasets": tuple(resnet["datasets"]),
-                               "hp": {k: float(v) for k, v in resnet["hp"].items()}}),
+                               "hp": {k: float(v) for k, v in resnet["hp"].items()},
+                               "compile": bool(resnet["compile"]),
+                               "runs_per_gpu": int(resnet["runs_per_gpu"]),
+                               "checkpoint_minutes": float(resnet["checkpoint_minutes"])}),
         theory=TheoryConfig(**raw["theory"]),
         sha256=config_sha256(raw),
         data_checksums={k: dict(v) for k, v in (raw.get("data_checksums") or {}).items()},

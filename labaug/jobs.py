@@ -15,6 +15,7 @@ from labaug import augment
 from labaug.config import Config, Method, Variance, from_dict
 from labaug.data import LinearData
 from labaug.data.synthetic import high_block, low_block, make_synthetic
+from labaug.devices import DEVICE_KEYS, require_device, resolve_device
 from labaug.metrics import block_norm, pixel_ratio
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
 from labaug.train.linear import train_sweep
@@ -52,18 +53,31 @@ def linear_data(cfg: Config, data: str, variance: Variance, seed: int,
     return make_binary(load_npz(raw_path), seed, variance, cfg.image_gamma, cfg.low_noise)
 
 
+def checked_device(device: str, family: str, rule: str, job: str) -> str:
+    """The resolved device of a job, checked to exist here (`labaug.devices.require_device`);
+    the error also goes to the rule's log."""
+    try:
+        require_device(device, key=DEVICE_KEYS[family], rule=rule, job=job)
+    except RuntimeError as err:
+        log.error("%s", err)
+        raise
+    return device
+
+
 def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method: Method,
                seed: int, out: PathLike, raw_path: PathLike | None = None,
-               threads: int = 1) -> None:
+               threads: int = 1, rule: str = "linear_sweep") -> None:
     """Train one method's whole grid for one seed and write its per-seed netCDF."""
     cfg = from_dict(config)
+    job = f"data={data} variance={variance} method={method} seed={seed}"
+    device = checked_device(cfg.linear.device, "linear", rule, job)
     torch.set_num_threads(threads)
     start = time.perf_counter()
     dataset = linear_data(cfg, data, variance, seed, raw_path)
     log.info("%s_%s: %d train / %d test points, %d features", data, variance,
              len(dataset.y_train), len(dataset.y_test), dataset.n_features)
     result = train_sweep(dataset, method, cfg.grid(method), seed, cfg.optim,
-                         mix_per_batch=cfg.mix_per_batch, device=cfg.device)
+                         mix_per_batch=cfg.mix_per_batch, device=device)
     variables = {
         "test_error": (result.test_error, "test error (fraction misclassified)"),
         "train_loss": (result.train_loss,
@@ -79,7 +93,7 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
         variables["pixel_ratio"] = (pixel_ratio(result.weights),
                                     "|w_1| / ||w_2:||, identifying pixel weight over the rest")
     ds = linear_job_dataset(method, seed, result.hp_values, result.weights, variables,
-                            provenance(cfg, seed=seed))
+                            provenance(cfg, seed=seed, device=device))
     ds.attrs.update({"data": data, "variance": variance})
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
@@ -108,10 +122,14 @@ def figure_job(figure: str, inputs: Mapping[str, PathLike], out: PathLike) -> No
 
 
 def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: int,
-               out: PathLike, raw_path: PathLike, threads: int = 1) -> None:
+               out: PathLike, raw_path: PathLike, threads: int = 1, device: str | None = None,
+               rule: str = "train_resnet") -> None:
     """Train one ResNet-18 run (resuming from its checkpoint) and write its per-seed netCDF.
 
-    The checkpoint is `labaug.train.resnet.checkpoint_path` of ``out`` (checkpoints/...
+    ``device`` is the run's device as the workflow resolved it once for the whole DAG
+    (`labaug.devices.resolve_device` of ``resnet.device``); None resolves it here. A cuda run
+    that finds no GPU fails before anything else, naming ``rule``, the run and the key. The
+    checkpoint is `labaug.train.resnet.checkpoint_path` of ``out`` (checkpoints/...
     mirroring results/...); it is removed once the result is written. ``LABAUG_INJECT_NAN``
     (see labaug.train.resnet) can make this run fail.
     """
@@ -120,26 +138,32 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     from labaug.train.resnet import (
         NonFiniteLossError,
         ResNetRun,
+        ResNetTrainer,
         checkpoint_path,
         injected_nan_epoch,
         train_resnet,
     )
 
     cfg = from_dict(config)
+    run = ResNetRun(dataset, method, seed)
+    r = cfg.resnet
+    resolved = checked_device(resolve_device(r.device) if device is None else device, "resnet",
+                              rule, str(run))
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    r = cfg.resnet
     data = load_class_channel_data(raw_path, dataset, seed, sigma=r.channel_sigma,
                                    train_subset=r.train_subset, test_subset=r.test_subset)
     log.info("%s: %d train / %d test images of shape %s, %d classes, class-vector sigma %.4g, "
-             "width %d, device %s", dataset, len(data.y_train), len(data.y_test),
-             tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, cfg.device)
-    run = ResNetRun(dataset, method, seed)
+             "width %d, device %s (resnet.device: %s)", dataset, len(data.y_train),
+             len(data.y_test), tuple(data.x_train.shape[1:]), data.num_classes, data.sigma,
+             r.width, resolved, r.device)
     ckpt = checkpoint_path(out)
+    trainers: list[ResNetTrainer] = []
     try:
         history = train_resnet(data, run, r.optim_for(cfg.optim), r,
-                               mix_per_batch=cfg.mix_per_batch, device=cfg.device,
-                               checkpoint=ckpt, nan_epoch=injected_nan_epoch(run))
+                               mix_per_batch=cfg.mix_per_batch, device=resolved,
+                               checkpoint=ckpt, nan_epoch=injected_nan_epoch(run),
+                               trainer_out=trainers)
     except NonFiniteLossError as err:
         log.error("%s", err)    # into the rule's log too, not only the job's stderr
         raise
@@ -154,8 +178,10 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
                         "training error over the epoch's batches: predicted class differs from "
                         "the dominant class of the (augmented) target"),
     }
-    attrs = provenance(cfg, seed=seed)
-    attrs.update({"dataset": dataset, "width": r.width, "class_channel_sigma": data.sigma,
+    trainer = trainers[0]
+    attrs = provenance(cfg, seed=seed, device=resolved, precision=trainer.precision)
+    attrs.update({"device_setting": r.device, "compiled": int(trainer.compiled),
+                  "dataset": dataset, "width": r.width, "class_channel_sigma": data.sigma,
                   "n_train": len(data.y_train), "n_test": len(data.y_test),
                   "hp_value": r.hp[method], "mix_per_batch": int(cfg.mix_per_batch)})
     write_netcdf(resnet_job_dataset(method, seed, history.epoch, variables, attrs), out)

@@ -23,7 +23,7 @@ so ``ds.sel(method="mixup")`` would silently select nothing; ``ds.sel(augmentati
 works on every result file."""
 
 PROVENANCE_KEYS = ("labaug_version", "git_commit", "config_sha256", "torch_version", "device",
-                   "created")
+                   "device_name", "precision", "created")
 
 
 def git_commit() -> str:
@@ -40,14 +40,20 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def provenance(cfg: Config, seed: int | None = None, device: str | None = None) -> dict[str, Any]:
-    """Attributes every result file carries (DESIGN.md): version, commit, config hash, ..."""
+def provenance(cfg: Config, seed: int | None = None, device: str = "cpu",
+               precision: str = "fp32") -> dict[str, Any]:
+    """Attributes every result file carries (DESIGN.md): version, commit, config hash, the device
+    it was computed on (cpu or cuda), that device's hardware name, the precision, ..."""
+    from labaug.devices import device_name
+
     attrs: dict[str, Any] = {
         "labaug_version": labaug.__version__,
         "git_commit": git_commit(),
         "config_sha256": cfg.sha256,
         "torch_version": torch.__version__,
-        "device": device or cfg.device,
+        "device": device,
+        "device_name": device_name(device),
+        "precision": precision,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if seed is not None:

@@ -63,7 +63,19 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("empty_seed_list", {"seeds": []}, "seeds", "at least 1 item"),
     ("zero_grid_size", {"grids": {FIRST: {"size": 0}}}, f"grids.{FIRST}.size", "[1, inf)"),
     ("non_numeric_learning_rate", {"optim": {"lr": "fast"}}, "optim.lr", "must be a number"),
-    ("unknown_device", {"device": "tpu"}, "device", "cpu, cuda"),
+    ("unknown_device", {"resnet": {"device": "tpu"}}, "resnet.device", "auto, cpu, cuda"),
+    ("unknown_linear_device", {"linear": {"device": "auto"}}, "linear.device", "cpu, cuda"),
+    ("old_top_level_device", {"device": "cuda"}, "device", "unknown key"),
+    ("typo_linear_key", {"linear": {"devices": "cpu"}}, "linear.devices",
+     "did you mean 'device'"),
+    ("unknown_precision", {"resnet": {"precision": "fp8"}}, "resnet.precision",
+     "auto, bf16, fp16, fp32"),
+    ("compile_not_boolean", {"resnet": {"compile": "yes"}}, "resnet.compile", "true or false"),
+    ("zero_runs_per_gpu", {"resnet": {"runs_per_gpu": 0}}, "resnet.runs_per_gpu", "[1, 64]"),
+    ("fractional_runs_per_gpu", {"resnet": {"runs_per_gpu": 1.5}}, "resnet.runs_per_gpu",
+     "must be an integer"),
+    ("negative_checkpoint_minutes", {"resnet": {"checkpoint_minutes": -1}},
+     "resnet.checkpoint_minutes", "[0, 1440]"),
     ("typo_top_level_key", {"seed": [0, 1]}, "seed", "did you mean 'seeds'"),
     ("typo_nested_key", {"optim": {"epoch": 3}}, "optim.epoch", "did you mean 'epochs'"),
     ("grid_low_above_high", {"grids": {FIRST: {"low": 0.2, "high": 0.1}}},
@@ -120,7 +132,8 @@ def test_every_object_in_the_schema_is_closed_and_every_key_typed() -> None:
 def test_every_key_of_config_yaml_is_required() -> None:
     config = load_yaml(REPO / "config.yaml")
     assert set(SCHEMA["required"]) == set(config)
-    for section in ("optim", "synthetic", "theory", "image", "data_sources", "resnet", "grids"):
+    for section in ("optim", "synthetic", "theory", "image", "data_sources", "linear", "resnet",
+                    "grids"):
         required = set(SCHEMA["properties"][section]["required"])
         assert required == set(config[section]), section
     assert set(SCHEMA["properties"]["resnet"]["properties"]["hp"]["required"]) == set(
@@ -202,10 +215,11 @@ def test_missing_key_is_named() -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    config = _merge(merged_config(), {"device": "tpu", "seeds": [], "optim": {"lr": -1}})
+    config = _merge(merged_config(), {"linear": {"device": "tpu"}, "seeds": [],
+                                      "optim": {"lr": -1}})
     problems = config_errors(config, SCHEMA)
     assert len(problems) == 3
-    assert [p.split(" ")[0] for p in problems] == ["device", "optim.lr", "seeds"]
+    assert [p.split(" ")[0] for p in problems] == ["linear.device", "optim.lr", "seeds"]
 
 
 def test_nan_is_rejected() -> None:

@@ -24,7 +24,9 @@ RESNET_RUN = "results/resnet/cifar10/weight_decay/seed0.nc"
 CHECKPOINT = "checkpoints/resnet/cifar10/weight_decay/seed0.pt"
 # Long enough that a kill after the first checkpoint lands mid-run.
 EPOCHS = 10
-RESUME = {**SMALL, "resnet": {**SMALL["resnet"], "width": 8, "epochs": EPOCHS}}
+# checkpoint_minutes = 0: a checkpoint after every epoch, so there is one to resume mid-run.
+RESUME = {**SMALL, "resnet": {**SMALL["resnet"], "width": 8, "epochs": EPOCHS,
+                              "checkpoint_minutes": 0}}
 
 
 def _children_running(workdir: Path, script: str) -> list[int]:

@@ -55,7 +55,8 @@ def data() -> ClassChannelData:
 
 
 OPTIM = replace(defaults().optim, batch_size=60, epochs=3)
-TINY = replace(defaults().resnet, datasets=("gen",), width=4)
+# checkpoint_minutes = 0: a checkpoint after every epoch (the resume tests stop runs part-way).
+TINY = replace(defaults().resnet, datasets=("gen",), width=4, checkpoint_minutes=0.0)
 
 
 # -- model -----------------------------------------------------------------------------------
@@ -303,7 +304,8 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
     save_npz(separable_raw(n_train=120, n_test=60), raw_path)
     config = merged_config()
     config["seeds"] = [0, 1]
-    config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60})
+    config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60,
+                             "device": "cpu"})
     methods = augment.for_experiment(config["methods"], "class_channels")
     assert sorted(methods) == sorted(METHODS)   # config.yaml runs every class-channel method
     paths = []
@@ -319,6 +321,8 @@ def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) ->
     with xr.open_dataset(paths[0]) as one:
         assert dict(one.sizes) == {METHOD_DIM: 1, "seed": 1, "epoch": 2}
         assert one.attrs["seed"] == 0 and one.attrs["device"] == "cpu"
+        assert one.attrs["precision"] == "fp32" and one.attrs["device_name"]
+        assert one.attrs["device_setting"] == config["resnet"]["device"]
         assert one.attrs["hp_value"] == config["resnet"]["hp"][methods[0]]
         assert "config_sha256" in one.attrs and "git_commit" in one.attrs
         assert all("long_name" in one[v].attrs
@@ -350,7 +354,8 @@ def test_the_cuda_path_channels_last_bf16_runs_and_learns_on_cpu() -> None:
     """The GPU settings (channels_last, bf16 autocast, fp32 weights), exercised on the CPU."""
     d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
     for method in METHODS:
-        tr = ResNetTrainer(d, ResNetRun("gen", method, 0), OPTIM, TINY, mixed_precision=True)
+        tr = ResNetTrainer(d, ResNetRun("gen", method, 0), OPTIM, TINY, precision="bf16")
+        assert tr.precision == "bf16" and tr.channels_last
         conv1 = tr.model.conv1
         assert isinstance(conv1, torch.nn.Conv2d)
         assert conv1.weight.dtype == torch.float32
@@ -358,5 +363,5 @@ def test_the_cuda_path_channels_last_bf16_runs_and_learns_on_cpu() -> None:
         x, _ = next(tr._batches())
         assert x.is_contiguous(memory_format=torch.channels_last), method
     h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), replace(OPTIM, epochs=8), TINY,
-                     mixed_precision=True)
+                     precision="bf16")
     assert h.train_error[-1] <= 0.05 and h.test_error[-1] <= 0.1

@@ -27,6 +27,11 @@ FAILING_RESULT = "results/resnet/cifar10/mixup/seed0.nc"
 
 SLURM_ARGS = (
     "--workflow-profile", str(REPO / "profiles" / "slurm"),
+    # The profile trains ResNet on cuda (its `config:`) and gives each ResNet job one GPU (its
+    # set-resources). This cluster's GPU is a gres count with no device behind it, so the jobs
+    # train on the CPU here: the device is overridden to cpu, while the GPU request stays the
+    # profile's own, which is what the tests below check.
+    "--config", "resnet={device: cpu}",
     "--slurm-status-command", "squeue",
     # Test-only speedups and evidence: poll soon, and keep every job's SLURM log.
     "--slurm-init-seconds-before-status-checks", "2",
@@ -171,3 +176,29 @@ def test_gpu_rule_got_a_gpu_in_the_gpu_partition(slurm_run: SlurmRun,
     partitions = cluster.job_field("%P")
     for log in logs:
         assert partitions.get(log.stem) == "gpu", (log.stem, partitions)
+
+
+def _gpu_tres(cluster: SlurmCluster, jobid: str) -> str:
+    """The GPU part of what SLURM recorded for a job (its TresPerJob and TRES fields)."""
+    text = cluster._run("scontrol", "show", "job", jobid).stdout
+    fields = re.findall(r"\b(?:TresPerJob|TRES)=(\S*)", text)
+    assert fields, text
+    return ",".join(part for f in fields for part in f.split(",") if "gpu" in part)
+
+
+def test_no_other_job_requests_a_gpu(slurm_run: SlurmRun, cluster: SlurmCluster) -> None:
+    submissions = slurm_run.submissions()
+    others = {jobid: log for jobid, log in submissions.items()
+              if "rule_train_resnet" not in str(log)}
+    assert any("rule_linear_sweep" in str(log) for log in others.values())
+    partitions = cluster.job_field("%P")
+    for jobid, log in others.items():
+        text = log.read_text()
+        resources = re.search(r"resources: (.*)", text)
+        assert resources and not re.search(r"\bgpu=", resources.group(1)), text[-2000:]
+        assert partitions.get(jobid) == "compute", (jobid, partitions)
+        assert _gpu_tres(cluster, jobid) == "", jobid
+    # SLURM's own record: each ResNet job was allocated a GPU (the profile's request).
+    for jobid, log in submissions.items():
+        if "rule_train_resnet" in str(log):
+            assert "gpu" in _gpu_tres(cluster, jobid), jobid

@@ -16,7 +16,7 @@ from tests.conftest import merged_config
 pytestmark = pytest.mark.slow
 
 PROVENANCE = ("labaug_version", "git_commit", "config_sha256", "torch_version", "device",
-              "created")
+              "device_name", "precision", "created")
 SMOKE = merged_config("smoke")
 
 

@@ -6,12 +6,22 @@ index and its class channels are concatenated there (`labaug.data.channels`). Ev
 and every method trains with one soft-target cross-entropy; a method's weight decay (only weight
 decay's is nonzero) is Adam's coupled L2 term.
 
-On CUDA the model runs channels_last under bf16 autocast with fp32 weights; on CPU it runs in fp32
-and is bitwise reproducible. Every epoch ends with an atomic checkpoint (model, optimizer, every
-random generator, metrics so far); a rerun resumes from it and ends with the same numbers as an
-uninterrupted run. Random draws come from generators seeded by (seed, purpose) and made on the CPU,
-so the shuffling and augmentation draws are the same on every device (the same draw code as the
-linear sweep, `labaug.train.linear.EpochDraws`); one host-to-device copy per epoch.
+On CUDA the model runs channels_last (the resident training tensor is stored channels_last once,
+so batches taken from it need no conversion) under autocast with fp32 weights: bf16 where the GPU
+supports it, else fp16 with loss scaling (`torch.amp.GradScaler`), or fp32 when asked
+(``resnet.precision``; `labaug.devices.resolve_precision`); cuDNN autotuning is on and Adam is
+fused. An epoch syncs with the host once, for its metrics. ``resnet.compile`` compiles the model
+for the full training batches only (``dynamic=False``: one graph; a partial last batch and the
+evaluation run eagerly), so nothing recompiles from epoch to epoch. On the CPU the model runs in
+fp32 and is bitwise reproducible.
+
+A checkpoint (model, optimizer, loss scaler, every random generator, metrics so far) is written
+atomically every ``resnet.checkpoint_minutes`` minutes (0 = every epoch) and always after the last
+epoch; a rerun resumes from it and, on the CPU, ends with the same numbers as an uninterrupted run.
+A checkpoint written on CUDA resumes on the CPU too. Random draws come from generators seeded by
+(seed, purpose) and made on the CPU, so the shuffling and augmentation draws are the same on every
+device (the same draw code as the linear sweep, `labaug.train.linear.EpochDraws`); one
+host-to-device copy per epoch.
 
 Failure injection (for testing failure handling): the environment variable ``LABAUG_INJECT_NAN``
 holds comma-separated ``dataset:method:seed:epoch`` entries; the matching run turns its loss into
@@ -38,6 +48,7 @@ from labaug import augment
 from labaug.augment import partner_permutation
 from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
+from labaug.devices import Precision, resolve_device, resolve_precision
 from labaug.io import atomic_path
 from labaug.losses import one_hot, soft_cross_entropy
 from labaug.models import resnet18
@@ -101,10 +112,13 @@ def injected_nan_epoch(run: ResNetRun, env: Mapping[str, str] | None = None) -> 
     return None
 
 
-def _autocast(device: torch.device, mixed: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast (fp32 weights) when ``mixed``; plain fp32 otherwise."""
-    if mixed:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+    """bf16 or fp16 autocast (fp32 weights); plain fp32 for fp32."""
+    if precision in AUTOCAST_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
     return contextlib.nullcontext()
 
 
@@ -113,35 +127,52 @@ class ResNetTrainer:
 
     def __init__(
         self, data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig,
-        *, mix_per_batch: bool = False, device: str = "cpu", compile_model: bool = False,
-        mixed_precision: bool | None = None,
+        *, mix_per_batch: bool = False, device: str = "cpu", compile_model: bool | None = None,
+        precision: str | None = None,
     ) -> None:
         self.run, self.optim, self.resnet = run, optim, resnet
         self.mix_per_batch = mix_per_batch
         self.aug = augment.get(run.method)
         self.value = float(resnet.hp[run.method])
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device) if device == "auto" else device)
         dev = self.device
-        # channels_last + bf16 autocast: the CUDA default; CPU stays fp32 (and bitwise
-        # reproducible) unless asked, which lets the CPU tests exercise this path too.
-        self.mixed = dev.type == "cuda" if mixed_precision is None else mixed_precision
+        cuda = dev.type == "cuda"
+        # The arithmetic: resnet.precision unless given; auto = bf16 / fp16 by GPU, fp32 on the
+        # CPU (bitwise reproducible). Mixed precision on the CPU lets tests exercise that path.
+        self.precision: Precision = resolve_precision(
+            resnet.precision if precision is None else precision, dev.type)
+        self.channels_last = cuda or self.precision != "fp32"
+        self.compiled = resnet.compile if compile_model is None else compile_model
+        if cuda:
+            torch.backends.cudnn.benchmark = True   # fixed shapes: autotune the convolutions
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.num_classes = data.num_classes
-        self.x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=dev)
+        # The resident tensors, in the model's memory format once (not per batch).
+        self.x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=dev).contiguous(
+            memory_format=fmt)
         self.y_train = torch.as_tensor(data.y_train, dtype=torch.int64, device=dev)
-        self.x_test = torch.as_tensor(data.x_test, dtype=torch.float32, device=dev)
+        self.x_test = torch.as_tensor(data.x_test, dtype=torch.float32, device=dev).contiguous(
+            memory_format=fmt)
         self.y_test = torch.as_tensor(data.y_test, dtype=torch.int64, device=dev)
-        self.vectors = torch.as_tensor(data.class_vectors, dtype=torch.float32, device=dev)
+        self.vectors = torch.as_tensor(data.class_vectors, dtype=torch.float32,
+                                       device=dev).contiguous(memory_format=fmt)
         self.n_train = len(data.y_train)
 
         # The same initial model and data order for every method of a seed (paired comparison).
         self.model: nn.Module = resnet18(data.in_channels, self.num_classes, resnet.width,
                                          torch_rng(run.seed, "resnet", "init"), dev)
-        if self.mixed:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # Fused Adam on CUDA: one kernel per step, and loss scaling without a host sync.
+        self.fused = cuda
         self.opt = torch.optim.Adam(self.model.parameters(), lr=optim.lr, betas=optim.betas,
-                                    eps=optim.eps, weight_decay=self.aug.decay(self.value))
-        self.forward: Callable[[Tensor], Tensor] = (
-            torch.compile(self.model) if compile_model else self.model)
+                                    eps=optim.eps, weight_decay=self.aug.decay(self.value),
+                                    fused=True if cuda else None)
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=self.precision == "fp16")
+        # Compiled for the full training batches only: one static graph (dynamic=False); the
+        # partial last batch and evaluation run the same module eagerly.
+        self.train_forward: Callable[[Tensor], Tensor] = (
+            torch.compile(self.model, dynamic=False) if self.compiled else self.model)
         self.order_rng = torch_rng(run.seed, "resnet", "order")
         shape = data.x_train.shape
         self.draws = EpochDraws(self.aug, run.seed, ("resnet", run.dataset),
@@ -159,12 +190,20 @@ class ResNetTrainer:
             "augment_rngs": [rng.bit_generator.state for rng in self.draws.rngs],
             "partner_rng": (None if self.draws.partner_rng is None
                             else self.draws.partner_rng.bit_generator.state),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what `state_dict` saved."""
         self.model.load_state_dict(state["model"])
+        # The implementation flags are this trainer's (a CUDA checkpoint may resume on the CPU).
+        keys: tuple[str, ...] = ("fused", "foreach", "capturable")
+        flags = [{k: g[k] for k in keys if k in g} for g in self.opt.param_groups]
         self.opt.load_state_dict(state["optimizer"])
+        for group, own in zip(self.opt.param_groups, flags, strict=True):
+            group.update(own)
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.order_rng.set_state(state["order_rng"])
         for rng, saved in zip(self.draws.rngs, state["augment_rngs"], strict=True):
             rng.bit_generator.state = saved
@@ -189,56 +228,64 @@ class ResNetTrainer:
             xa, ta = self.aug.apply(x.unsqueeze(1), one_hot(labels, k).unsqueeze(1), self.values,
                                     step_slice(draws, step, b), partner)
             x, t = xa[:, 0], ta[:, 0]
-            if self.mixed:
+            if self.channels_last:   # a no-op: the batch inherits the resident tensor's format
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, t
 
     def train_epoch(self, nan_at_start: bool = False) -> tuple[float, float]:
-        """Train one epoch; returns (mean training loss, training error) over its examples."""
+        """Train one epoch; returns (mean training loss, training error) over its examples.
+
+        Metrics accumulate on the device; the epoch's one host sync reads both at its end.
+        """
         self.model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         err_sum = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
+        full = self.optim.batch_size
         for step, (x, t) in enumerate(self._batches()):
-            with _autocast(self.device, self.mixed):
-                logits = self.forward(x)
+            b = len(t)
+            forward = self.train_forward if b == full else self.model
+            with _autocast(self.device, self.precision):
+                logits = forward(x)
             loss = soft_cross_entropy(logits.float(), t)
             if nan_at_start and step == 0:
                 loss = loss * float("nan")
             self.opt.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            self.opt.step()
-            b = len(t)
+            torch.autograd.backward(self.scaler.scale(loss))
+            self.scaler.step(self.opt)
+            self.scaler.update()
             seen += b
             loss_sum += loss.detach().to(torch.float64) * b
             # Training error: predicted class vs the dominant class of the (augmented) target.
             err_sum += (logits.detach().argmax(dim=1) != t.argmax(dim=1)).sum()
-        return loss_sum.item() / seen, err_sum.item() / seen
+        total_loss, total_err = torch.stack([loss_sum, err_sum.to(torch.float64)]).tolist()
+        return total_loss / seen, total_err / seen
 
     @torch.no_grad()
     def test_error(self) -> float:
-        """Error on the test set, whose inputs carry all-zero class channels."""
+        """Error on the test set, whose inputs carry all-zero class channels (run eagerly)."""
         self.model.eval()
         wrong = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, len(self.y_test), EVAL_BATCH):
             x = with_zero_channels(self.x_test[start:start + EVAL_BATCH])
-            if self.mixed:
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.device, self.mixed):
-                logits = self.forward(x)
+            with _autocast(self.device, self.precision):
+                logits = self.model(x)
             wrong += (logits.argmax(dim=1) != self.y_test[start:start + EVAL_BATCH]).sum()
-        return wrong.item() / len(self.y_test)
+        return int(wrong.item()) / len(self.y_test)
 
 
 def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, Any]:
     """What a checkpoint must match to be resumed (everything but the epoch count)."""
     return {
         "run": asdict(trainer.run), "optim": {**asdict(trainer.optim), "epochs": None},
+        # Not the device, precision or compilation: a run may resume elsewhere (a CUDA
+        # checkpoint on the CPU, or after a change of precision) and carries on from its state.
         "resnet": {k: v for k, v in asdict(trainer.resnet).items()
-                   if k not in ("datasets", "epochs", "batch_size", "hp")},
+                   if k not in ("datasets", "epochs", "batch_size", "hp", "device", "precision",
+                                "compile", "runs_per_gpu", "checkpoint_minutes")},
         "hp_value": trainer.value, "mix_per_batch": trainer.mix_per_batch,
-        "device": trainer.device.type,
-        "mixed_precision": trainer.mixed,
         "n_train": len(data.y_train), "n_test": len(data.y_test), "sigma": data.sigma,
         "shape": list(data.x_train.shape[1:]),
     }
@@ -248,19 +295,22 @@ def train_resnet(
     data: ClassChannelData, run: ResNetRun, optim: OptimConfig, resnet: ResNetConfig, *,
     epochs: int | None = None, mix_per_batch: bool = False, device: str = "cpu",
     checkpoint: str | os.PathLike[str] | None = None, nan_epoch: int | None = None,
-    on_epoch: Callable[[int], None] | None = None, compile_model: bool = False,
-    mixed_precision: bool | None = None,
+    on_epoch: Callable[[int], None] | None = None, compile_model: bool | None = None,
+    precision: str | None = None, trainer_out: list[ResNetTrainer] | None = None,
 ) -> ResNetHistory:
     """Train one ResNet-18 run for ``epochs`` (default optim.epochs), resuming from ``checkpoint``.
 
-    ``on_epoch(epoch)`` is called after each epoch's checkpoint is written (tests use it to stop a
-    run part-way); ``nan_epoch`` injects a NaN loss at that 1-based epoch; ``mixed_precision``
-    (None = on CUDA only) selects channels_last with bf16 autocast.
+    ``on_epoch(epoch)`` is called after each epoch (and its checkpoint, when one is due: every
+    ``resnet.checkpoint_minutes``, and after the last epoch); tests use it to stop a run part-way.
+    ``nan_epoch`` injects a NaN loss at that 1-based epoch; ``precision`` and ``compile_model``
+    (None = resnet.precision / resnet.compile) choose the arithmetic and compilation;
+    ``trainer_out``, when given, receives the trainer (for provenance and tests).
     """
     n_epochs = optim.epochs if epochs is None else int(epochs)
     trainer = ResNetTrainer(data, run, optim, resnet, mix_per_batch=mix_per_batch,
-                            device=device, compile_model=compile_model,
-                            mixed_precision=mixed_precision)
+                            device=device, compile_model=compile_model, precision=precision)
+    if trainer_out is not None:
+        trainer_out.append(trainer)
     fingerprint = _fingerprint(trainer, data)
     metrics: dict[str, list[float]] = {"test_error": [], "train_loss": [], "train_error": []}
     start = 0
@@ -276,8 +326,11 @@ def train_resnet(
             trainer.load_state_dict(state["trainer"])
             metrics = {k: list(v) for k, v in state["metrics"].items()}
             start = int(state["epoch"])
-            log.info("%s: resumed from %s after epoch %d", run, ckpt, start)
+            log.info("%s: resumed from %s after epoch %d (written on %s, %s)", run, ckpt, start,
+                     state.get("device", "?"), state.get("precision", "?"))
 
+    every = 60.0 * resnet.checkpoint_minutes
+    last_save = time.monotonic()
     for epoch in range(start + 1, n_epochs + 1):
         tic = time.perf_counter()
         train_loss, train_error = trainer.train_epoch(nan_at_start=epoch == nan_epoch)
@@ -289,15 +342,19 @@ def train_resnet(
         metrics["test_error"].append(test_error)
         metrics["train_loss"].append(train_loss)
         metrics["train_error"].append(train_error)
-        if ckpt is not None:
+        due = epoch == n_epochs or every <= 0 or time.monotonic() - last_save >= every
+        if ckpt is not None and due:
             payload = {"fingerprint": fingerprint, "epoch": epoch, "metrics": metrics,
-                       "trainer": trainer.state_dict()}
+                       "trainer": trainer.state_dict(), "device": trainer.device.type,
+                       "precision": trainer.precision}
             with atomic_path(ckpt) as tmp:
                 torch.save(payload, tmp)
+            last_save = time.monotonic()
         seconds = time.perf_counter() - tic
         log.info("%s epoch %d/%d: train loss %.4f, train error %.4f, test error %.4f "
-                 "(%.1f s, %.0f train img/s)", run, epoch, n_epochs, train_loss, train_error,
-                 test_error, seconds, trainer.n_train / max(train_seconds, 1e-9))
+                 "(%.1f s, %.0f train img/s%s)", run, epoch, n_epochs, train_loss, train_error,
+                 test_error, seconds, trainer.n_train / max(train_seconds, 1e-9),
+                 ", checkpoint written" if ckpt is not None and due else "")
         if on_epoch is not None:
             on_epoch(epoch)
 

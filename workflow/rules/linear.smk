@@ -15,8 +15,8 @@ rule linear_sweep:
         "../../envs/labaug.yaml"
     threads: 1
     resources:
+        **LINEAR_GPU,
         mem_mb=2000,
         runtime=60,
-        gpu=GPU,
     script:
         "../scripts/train_linear.py"

@@ -21,9 +21,12 @@ rule train_resnet:
         "../../envs/labaug.yaml"
     threads: 1
     resources:
+        **RESNET_GPU,
         mem_mb=16000,
         runtime=480,
-        gpu=GPU,
+    params:
+        # resnet.device as resolved once for the whole DAG (common.smk): cpu or cuda.
+        device=RESNET_DEVICE,
     # The job resumes from checkpoints/resnet/... (labaug.train.resnet.checkpoint_path);
     # not an output, since Snakemake deletes the outputs of a failed job.
     script:

@@ -11,4 +11,5 @@ linear_job(
     out=snakemake.output[0],
     raw_path=snakemake.input.raw or None,
     threads=snakemake.threads,
+    rule=snakemake.rule,
 )

@@ -10,4 +10,6 @@ resnet_job(
     out=snakemake.output[0],
     raw_path=snakemake.input.raw,
     threads=snakemake.threads,
+    device=snakemake.params.device,
+    rule=snakemake.rule,
 )

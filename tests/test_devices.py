@@ -1,0 +1,215 @@
+"""The device model: where each family trains, who requests the GPU, and failing fast without one.
+
+Dry runs of the smoke DAG (tests/cluster/smoke.py) show each job's resources; the resolved ResNet
+device is printed once by the process that builds the DAG. These tests hold on any machine: the
+expected ResNet device under ``resnet.device: auto`` is what this machine's torch sees.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from labaug.data.channels import class_channel_data
+from labaug.devices import (
+    DeviceUnavailableError,
+    gpu_resources,
+    require_device,
+    resolve_device,
+    resolve_precision,
+)
+from labaug.train.resnet import ResNetRun, ResNetTrainer, train_resnet
+from tests.cluster.smoke import REPO, snakemake, write_overrides
+from tests.test_resnet import OPTIM, TINY, separable_raw
+
+LABAUG = REPO / "labaug"
+JOB_START = re.compile(r"^(?:local)?rule (\w+):$")
+CUDA_HERE = torch.cuda.is_available()
+no_gpu_here = pytest.mark.skipif(CUDA_HERE, reason="checks what happens on a machine without CUDA")
+
+
+def dry_run_jobs(text: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, {field: value}) of every job a dry run lists, fields as printed (resources, ...)."""
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in text.splitlines():
+        start = JOB_START.match(line)
+        if start:
+            jobs.append((start.group(1), {}))
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, value = line.strip().split(": ", 1)
+            jobs[-1][1].setdefault(key, value)
+    return jobs
+
+
+def resources(fields: dict[str, str]) -> dict[str, str]:
+    """A job's printed resources as {name: value}."""
+    return dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if item)
+
+
+def dry_run(workdir: Path, extra: dict[str, Any] | None, *args: str
+            ) -> tuple[list[tuple[str, dict[str, str]]], str]:
+    """Dry-run the whole smoke DAG in ``workdir`` with ``extra`` config; (jobs, output)."""
+    write_overrides(workdir, extra)
+    proc = snakemake(workdir, "-n", "--forceall", *args, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = dry_run_jobs(proc.stdout)
+    assert {"train_resnet", "linear_sweep"} <= {rule for rule, _ in jobs}, out[-3000:]
+    return jobs, out
+
+
+# --- the device model, as functions ------------------------------------------------------------
+
+
+def test_auto_resolves_to_what_this_process_sees() -> None:
+    assert resolve_device("auto", cuda=True) == "cuda"
+    assert resolve_device("auto", cuda=False) == "cpu"
+    assert resolve_device("cpu", cuda=True) == "cpu" and resolve_device("cuda") == "cuda"
+    assert resolve_device("auto") == ("cuda" if CUDA_HERE else "cpu")
+    with pytest.raises(ValueError, match="auto, cpu, cuda"):
+        resolve_device("tpu")
+    assert gpu_resources("cuda") == {"gpu": 1} and gpu_resources("cpu") == {}
+
+
+def test_precision_follows_the_device() -> None:
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("fp16", "cuda") == "fp16"
+    if CUDA_HERE:
+        assert resolve_precision("auto", "cuda") == (
+            "bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    with pytest.raises(ValueError, match="auto, bf16, fp16, fp32"):
+        resolve_precision("fp8", "cpu")
+
+
+@no_gpu_here
+def test_a_cuda_job_without_a_gpu_fails_naming_rule_job_and_key(tmp_path: Path) -> None:
+    require_device("cpu", key="linear.device", rule="linear_sweep", job="x")
+    with pytest.raises(DeviceUnavailableError,
+                       match=r"rule linear_sweep, job data=synthetic .*linear\.device is cuda"):
+        require_device("cuda", key="linear.device", rule="linear_sweep",
+                       job="data=synthetic variance=zero method=mixup seed=0")
+    # Through the job entry point: fails before any data is made or anything is trained.
+    from labaug.jobs import linear_job
+    from tests.conftest import merged_config
+
+    config = merged_config("smoke")
+    config["linear"] = {"device": "cuda"}
+    out = tmp_path / "r.nc"
+    with pytest.raises(DeviceUnavailableError, match=r"linear\.device is cuda"):
+        linear_job(config, "synthetic", "zero", "mixup", 0, out)
+    assert not out.exists()
+
+
+# --- the CPU trainer: ERM by Mixup alpha = 0, one sync per epoch, checkpoint cadence -----------
+
+
+def test_mixup_alpha_zero_trains_as_erm_bitwise() -> None:
+    data = class_channel_data(separable_raw(), "gen", 0)
+    hp = {**TINY.hp, "mixup": 0.0, "label_smoothing": 0.0}
+    resnet = replace(TINY, hp=hp)
+    out: dict[str, tuple[np.ndarray, dict[str, torch.Tensor]]] = {}
+    for method in ("mixup", "label_smoothing"):
+        trainers: list[ResNetTrainer] = []
+        h = train_resnet(data, ResNetRun("gen", method, 0), replace(OPTIM, epochs=1), resnet,
+                         trainer_out=trainers)
+        out[method] = (h.train_loss, trainers[0].model.state_dict())
+    np.testing.assert_array_equal(out["mixup"][0], out["label_smoothing"][0])
+    a, b = out["mixup"][1], out["label_smoothing"][1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_one_host_sync_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """labaug's epoch reads the device once (Adam's own CPU step counters are not ours: on CUDA
+    it is fused and reads nothing)."""
+    data = class_channel_data(separable_raw(), "gen", 0)
+    tr = ResNetTrainer(data, ResNetRun("gen", "mixup", 0), OPTIM, TINY)
+    calls = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counted(name: str, fn: Any) -> Any:
+        def wrapper(self: torch.Tensor, *a: Any, **k: Any) -> Any:
+            caller = sys._getframe(1).f_code.co_filename
+            if Path(caller).is_relative_to(LABAUG):
+                calls[name] += 1
+            return fn(self, *a, **k)
+        return wrapper
+
+    monkeypatch.setattr(torch.Tensor, "item", counted("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counted("tolist", tolist))
+    tr.train_epoch()
+    assert calls == {"item": 0, "tolist": 1}
+
+
+def test_checkpoints_every_n_minutes_and_after_the_last_epoch(tmp_path: Path) -> None:
+    data = class_channel_data(separable_raw(), "gen", 0)
+    ckpt = tmp_path / "c.pt"
+    exists: list[bool] = []
+    train_resnet(data, ResNetRun("gen", "weight_decay", 0), OPTIM,
+                 replace(TINY, checkpoint_minutes=60.0), checkpoint=ckpt,
+                 on_epoch=lambda epoch: exists.append(ckpt.exists()))
+    assert exists == [False, False, True]
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 3
+
+
+# --- the workflow: who requests the GPU --------------------------------------------------------
+
+
+def test_default_command_trains_resnet_where_the_dag_is_built(tmp_path: Path) -> None:
+    """`snakemake --cores 8 --resources gpu=1`: ResNet on this machine's device; gpu iff cuda."""
+    jobs, out = dry_run(tmp_path, None, "--cores", "8", "--resources", "gpu=1")
+    device = "cuda" if CUDA_HERE else "cpu"
+    assert f"ResNet runs on {device} (resnet.device: auto" in out, out[-3000:]
+    assert "linear sweeps on cpu" in out
+    for rule, fields in jobs:
+        wants_gpu = rule == "train_resnet" and CUDA_HERE
+        assert ("gpu" in resources(fields)) == wants_gpu, (rule, fields)
+
+
+def test_cuda_resnet_jobs_request_the_gpu_and_nothing_else_does(tmp_path: Path) -> None:
+    jobs, out = dry_run(tmp_path, {"resnet": {"device": "cuda"}}, "--cores", "8",
+                        "--resources", "gpu=1")
+    assert "ResNet runs on cuda (resnet.device: cuda" in out
+    for rule, fields in jobs:
+        assert resources(fields).get("gpu") == ("1" if rule == "train_resnet" else None), (
+            rule, fields)
+
+
+def test_slurm_profile_sets_cuda_and_one_gpu_per_resnet_job_in_the_gpu_partition(
+        tmp_path: Path) -> None:
+    jobs, out = dry_run(tmp_path, None, "--workflow-profile", str(REPO / "profiles" / "slurm"))
+    assert "ResNet runs on cuda (resnet.device: cuda" in out, out[-3000:]
+    for rule, fields in jobs:
+        res = resources(fields)
+        if rule == "train_resnet":
+            assert res.get("gpu") == "1" and res.get("slurm_partition") == "gpu", fields
+        elif rule == "linear_sweep":
+            assert "gpu" not in res and res.get("slurm_partition") == "compute", fields
+        else:
+            assert "gpu" not in res, (rule, fields)
+
+
+@no_gpu_here
+def test_a_cuda_resnet_job_started_here_fails_at_once(tmp_path: Path) -> None:
+    write_overrides(tmp_path, {"resnet": {"device": "cuda", "datasets": ["cifar10"]},
+                               "image_datasets": ["cifar10"]})
+    target = "results/resnet/cifar10/weight_decay/seed0.nc"
+    proc = snakemake(tmp_path, "--cores", "1", target, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    log = (tmp_path / "logs" / "resnet" / "cifar10" / "weight_decay" / "seed0.log").read_text()
+    for text in (log, out):
+        assert "DeviceUnavailableError" in text or "rule train_resnet, job" in text, text[-3000:]
+        assert "rule train_resnet, job dataset=cifar10 method=weight_decay seed=0" in text, (
+            text[-3000:])
+        assert "resnet.device is cuda" in text, text[-3000:]
+    assert "epoch 1/" not in log                      # nothing was trained
+    assert not (tmp_path / target).exists()
+    assert not (tmp_path / "checkpoints").exists()
