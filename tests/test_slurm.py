@@ -133,7 +133,7 @@ def test_rerun_builds_every_figure_and_repeats_only_the_failed_job(slurm_run: Sl
     for figure in slurm_run.figures:
         assert (slurm_run.workdir / figure).read_bytes()[:5] == b"%PDF-", figure
     reran = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.MULTILINE))
-    assert reran == {"train_resnet", "aggregate_resnet", "figure", "all"}, reran
+    assert reran == {"train_resnet", "aggregate_resnet", "figure", "summary", "all"}, reran
     assert (slurm_run.workdir / FAILING_RESULT).exists()
 
 
