@@ -92,7 +92,9 @@ class ResNetConfig:
     """Multi-class ResNet-18 with identifying class channels (Sec. 4.3), and how it runs."""
 
     datasets: tuple[str, ...]
-    width: int
+    model: str                       # resnet18 (the paper's) or mlp (labaug.models)
+    width: int                       # ResNet-18 base width
+    mlp_hidden: tuple[int, ...]      # MLP hidden widths
     hp: Mapping[str, float]          # each method's hyperparameter value (lambda, a, alpha, ...)
     channel_sigma: float | None
     train_subset: int | None
@@ -126,6 +128,7 @@ class Config:
     low_noise: float
     image_datasets: tuple[str, ...]
     image_gamma: float
+    image_pairs: Mapping[str, tuple[int, int]]   # {dataset: (class for y = -1, class for y = +1)}
     data_sources: Mapping[str, str | None]
     allow_download: bool
     linear: LinearConfig
@@ -170,10 +173,12 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         low_noise=float(raw["low_noise"]),
         image_datasets=tuple(raw["image_datasets"]),
         image_gamma=float(raw["image"]["gamma"]),
+        image_pairs={k: (int(v[0]), int(v[1])) for k, v in raw["image"]["pairs"].items()},
         data_sources=dict(raw["data_sources"]),
         allow_download=bool(raw["allow_download"]),
         linear=LinearConfig(device=raw["linear"]["device"]),
         resnet=ResNetConfig(**{**resnet, "datasets": tuple(resnet["datasets"]),
+                               "mlp_hidden": tuple(int(h) for h in resnet["mlp_hidden"]),
                                "hp": {k: float(v) for k, v in resnet["hp"].items()},
                                "compile": bool(resnet["compile"]),
                                "runs_per_gpu": int(resnet["runs_per_gpu"]),

@@ -17,6 +17,7 @@ from labaug.data import LinearData
 from labaug.data.synthetic import high_block, low_block, make_synthetic
 from labaug.devices import DEVICE_KEYS, require_device, resolve_device
 from labaug.metrics import block_norm, pixel_ratio
+from labaug.models import describe_model
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
 from labaug.train.linear import train_sweep
 
@@ -50,7 +51,8 @@ def linear_data(cfg: Config, data: str, variance: Variance, seed: int,
 
     if raw_path is None:
         raise ValueError(f"linear experiment on {data!r} needs its raw npz")
-    return make_binary(load_npz(raw_path), seed, variance, cfg.image_gamma, cfg.low_noise)
+    return make_binary(load_npz(raw_path), seed, variance, cfg.image_gamma, cfg.low_noise,
+                       cfg.image_pairs[data])
 
 
 def checked_device(device: str, family: str, rule: str, job: str) -> str:
@@ -74,8 +76,9 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
     torch.set_num_threads(threads)
     start = time.perf_counter()
     dataset = linear_data(cfg, data, variance, seed, raw_path)
-    log.info("%s_%s: %d train / %d test points, %d features", data, variance,
-             len(dataset.y_train), len(dataset.y_test), dataset.n_features)
+    log.info("%s_%s: %d train / %d test points, %d features%s", data, variance,
+             len(dataset.y_train), len(dataset.y_test), dataset.n_features,
+             f", classes {dataset.classes}" if dataset.classes else "")
     result = train_sweep(dataset, method, cfg.grid(method), seed, cfg.optim,
                          mix_per_batch=cfg.mix_per_batch, device=device)
     variables = {
@@ -95,6 +98,9 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
     ds = linear_job_dataset(method, seed, result.hp_values, result.weights, variables,
                             provenance(cfg, seed=seed, device=device))
     ds.attrs.update({"data": data, "variance": variance})
+    if data != "synthetic":
+        ds.attrs.update({"class_pair": dataset.classes,
+                         "class_pair_indices": list(cfg.image_pairs[data])})
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
 
@@ -181,7 +187,8 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     trainer = trainers[0]
     attrs = provenance(cfg, seed=seed, device=resolved, precision=trainer.precision)
     attrs.update({"device_setting": r.device, "compiled": int(trainer.compiled),
-                  "dataset": dataset, "width": r.width, "class_channel_sigma": data.sigma,
+                  "dataset": dataset, "model": describe_model(r.model, r.width, r.mlp_hidden),
+                  "width": r.width, "class_channel_sigma": data.sigma,
                   "n_train": len(data.y_train), "n_test": len(data.y_test),
                   "hp_value": r.hp[method], "mix_per_batch": int(cfg.mix_per_batch)})
     write_netcdf(resnet_job_dataset(method, seed, history.epoch, variables, attrs), out)
@@ -272,3 +279,17 @@ def summary_job(inputs: Mapping[str, PathLike], out: PathLike, command: str = ""
         groups[kind][name] = path
     write_summary(out, groups["linear"], groups["theory"], groups["resnet"], command=command)
     log.info("wrote %s from %d result files", out, len(inputs))
+
+
+def pair_difficulty_job(config: Mapping[str, Any], dataset: str, raw_path: PathLike,
+                        out: PathLike) -> None:
+    """Measure how hard every class pair of ``dataset`` is for plain logistic regression."""
+    from labaug.data.raw import load_npz
+    from labaug.pairs import difficulty_table, pair_difficulty
+
+    cfg = from_dict(config)
+    torch.set_num_threads(1)
+    ds = pair_difficulty(load_npz(raw_path), cfg.optim, seed=cfg.seeds[0])
+    ds.attrs.update({**provenance(cfg, seed=cfg.seeds[0], device="cpu"), "dataset": dataset})
+    write_netcdf(ds, out)
+    log.info("%s class pairs, hardest first:\n%s", dataset, difficulty_table(ds))

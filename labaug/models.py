@@ -1,4 +1,9 @@
-"""Models: ResNet-18 with the CIFAR stem and a configurable base width, from torchvision's blocks.
+"""Models of the class-channel experiment: ResNet-18 (the paper's) and a small ReLU MLP.
+
+ResNet-18 has the CIFAR stem and a configurable base width, built from torchvision's blocks.
+The MLP (config ``resnet.model: mlp``) flattens the image and its class channels and applies
+ReLU layers of ``resnet.mlp_hidden`` widths: small enough to train on the whole Fashion-MNIST
+training set on a laptop CPU.
 
 torchvision's `ResNet` hard-codes 64/128/256/512 channels and an ImageNet stem (7x7 stride-2 conv
 and a max-pool). `CifarResNet18` keeps torchvision's `ResNet.forward`, `_make_layer` and
@@ -13,6 +18,7 @@ explicit CPU generator, so one seed gives the same initial model on every device
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -75,3 +81,44 @@ def resnet18(
     model.to_empty(device=torch.device(device))
     init_resnet(model, generator)
     return model
+
+
+class ClassChannelMLP(nn.Sequential):
+    """Flatten (C, H, W), then Linear + ReLU per hidden width, then a linear head."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int) -> None:
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        super().__init__(*layers)
+
+
+MODELS = ("resnet18", "mlp")
+"""The models config ``resnet.model`` can name."""
+
+
+def build_model(
+    name: str, input_shape: tuple[int, int, int], num_classes: int, width: int,
+    hidden: Sequence[int], generator: torch.Generator, device: str | torch.device = "cpu",
+) -> nn.Module:
+    """A freshly initialized class-channel model: ``resnet18`` (base ``width``) or ``mlp``."""
+    if name == "resnet18":
+        return resnet18(input_shape[0], num_classes, width, generator, device)
+    if name == "mlp":
+        with torch.device("meta"):
+            model = ClassChannelMLP(math.prod(input_shape), hidden, num_classes)
+        model.to_empty(device=torch.device(device))
+        init_resnet(model, generator)     # nn.Linear's default initialization, seeded
+        return model
+    raise ValueError(f"unknown model {name!r} (config resnet.model); choose from "
+                     f"{', '.join(MODELS)}")
+
+
+def describe_model(name: str, width: int, hidden: Sequence[int]) -> str:
+    """The model in words, for result attributes and figure titles."""
+    if name == "resnet18":
+        return f"ResNet-18, width {width}"
+    return f"ReLU MLP, hidden {'-'.join(str(h) for h in hidden)}"

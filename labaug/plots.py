@@ -142,7 +142,13 @@ def image_rows(results: dict[str, PathLike]) -> list[tuple[str, xr.Dataset]]:
     """One (title, sweep) row per image dataset, in the order given (config image_datasets)."""
     if not results:
         raise ValueError("no image dataset results to draw (config image_datasets is empty)")
-    return [(DATASET_TITLES.get(name, name), read_netcdf(path)) for name, path in results.items()]
+    rows = []
+    for name, path in results.items():
+        ds = read_netcdf(path)
+        pair = ds.attrs.get("class_pair")
+        title = DATASET_TITLES.get(name, name)
+        rows.append((f"{title} ({pair})" if pair else title, ds))
+    return rows
 
 
 def fig2(out: PathLike, **results: PathLike) -> None:
@@ -184,11 +190,12 @@ def fig4(out: PathLike, **results: PathLike) -> None:
         for method in methods_of(ds):
             values = at(ds, method)["test_error"].transpose("epoch", "seed").values
             mean_std_band(ax, epochs, values, method_color(method), label=method_title(method))
-        ax.set_title(f"{DATASET_TITLES.get(name, name)} (ResNet-18, width "
-                     f"{ds.attrs.get('width', '?')})", fontsize=10)
+        model = ds.attrs.get("model", f"ResNet-18, width {ds.attrs.get('width', '?')}")
+        ax.set_title(f"{DATASET_TITLES.get(name, name)} ({model}; {ds.attrs.get('n_train', '?')} "
+                     "training images)", fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(TEST_ERROR_LABEL)
+        ax.set_ylabel("test error (test inputs carry zero class channels)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Fig. 4: test error, identifying class channels in training data only\n"

@@ -17,6 +17,8 @@ class LinearData:
     y_test: np.ndarray
     image_shape: tuple[int, int, int] | None = None
     """(C, H, W) when the features are a flattened image (channel-major), else None."""
+    classes: str = ""
+    """What the labels -1 / +1 are, e.g. 'T-shirt/top vs Trouser' (images)."""
 
     @property
     def n_features(self) -> int:

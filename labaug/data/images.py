@@ -1,7 +1,8 @@
 """The binary image task of Sec. 4.2: two classes, standardized, with one identifying pixel.
 
-The first two classes of a raw dataset (CIFAR-10 airplane/automobile, CIFAR-100
-apple/aquarium_fish, Fashion-MNIST T-shirt/top vs Trouser) become labels -1/+1. Each channel is
+Two classes of a raw dataset (config ``image.pairs``; the paper's first two by default: CIFAR-10
+airplane/automobile, CIFAR-100 apple/aquarium_fish, Fashion-MNIST T-shirt/top vs Trouser) become
+labels -1/+1. Each channel is
 standardized with TRAINING statistics, images are flattened channel-major (C, H, W), and in the
 training data only the first coordinate (the R channel of the top-left pixel; the single
 channel for Fashion-MNIST) is replaced by the identifying value y * gamma, plus
@@ -11,6 +12,8 @@ on it.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -37,10 +40,39 @@ IDENTIFYING_PIXEL = 0
 """Index of the identifying coordinate in the flattened (C, H, W) feature vector."""
 
 
-def two_classes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep images of classes 0 and 1; labels become -1 (class 0) and +1 (class 1), float32."""
-    keep = (y == 0) | (y == 1)
-    return x[keep], np.where(y[keep] == 1, 1.0, -1.0).astype(np.float32)
+def two_classes(x: np.ndarray, y: np.ndarray,
+                pair: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """Keep images of the two classes of ``pair``; labels -1 (pair[0]) and +1 (pair[1])."""
+    keep = (y == pair[0]) | (y == pair[1])
+    return x[keep], np.where(y[keep] == pair[1], 1.0, -1.0).astype(np.float32)
+
+
+def pair_names(classes: tuple[str, ...], pair: tuple[int, int]) -> str:
+    """'name of y = -1 vs name of y = +1', checking the pair against the class list."""
+    for c in pair:
+        if not 0 <= c < len(classes):
+            raise ValueError(f"class index {c} of the pair {list(pair)} (config image.pairs) is "
+                             f"outside this dataset's {len(classes)} classes")
+    if pair[0] == pair[1]:
+        raise ValueError(f"the pair {list(pair)} (config image.pairs) names one class twice")
+    return f"{classes[pair[0]]} vs {classes[pair[1]]}"
+
+
+def binary_task(raw: RawImages, pair: tuple[int, int]) -> LinearData:
+    """The two classes of ``pair``, standardized with training statistics, flattened (C, H, W);
+    no identifying pixel yet (`make_binary` adds it)."""
+    names = pair_names(raw.classes, pair)
+    x_train, y_train = two_classes(raw.x_train, raw.y_train, pair)
+    x_test, y_test = two_classes(raw.x_test, raw.y_test, pair)
+    if len(np.unique(y_train)) != 2:
+        raise ValueError(f"the training data must hold both classes of the pair {names}")
+    mean, std = channel_stats(x_train)
+    std = np.where(std > 0, std, 1.0)  # a constant channel stays at 0 instead of NaN
+    f_train = standardize(x_train, mean, std).reshape(len(x_train), -1)
+    f_test = standardize(x_test, mean, std).reshape(len(x_test), -1)
+    shape = (int(x_train.shape[1]), int(x_train.shape[2]), int(x_train.shape[3]))
+    return LinearData(np.ascontiguousarray(f_train), y_train, np.ascontiguousarray(f_test),
+                      y_test, image_shape=shape, classes=names)
 
 
 def identifying_pixel(y: np.ndarray, gamma: float, variance: Variance, low_noise: float,
@@ -56,18 +88,12 @@ def identifying_pixel(y: np.ndarray, gamma: float, variance: Variance, low_noise
 
 
 def make_binary(raw: RawImages, seed: int, variance: Variance, gamma: float,
-                low_noise: float) -> LinearData:
-    """The binary task for one run seed (the seed only draws the low-variance noise)."""
-    x_train, y_train = two_classes(raw.x_train, raw.y_train)
-    x_test, y_test = two_classes(raw.x_test, raw.y_test)
-    if len(np.unique(y_train)) != 2:
-        raise ValueError("the training data must hold both of the first two classes")
-    mean, std = channel_stats(x_train)
-    std = np.where(std > 0, std, 1.0)  # a constant channel stays at 0 instead of NaN
-    f_train = standardize(x_train, mean, std).reshape(len(x_train), -1)
-    f_test = standardize(x_test, mean, std).reshape(len(x_test), -1)
+                low_noise: float, pair: tuple[int, int] = (0, 1)) -> LinearData:
+    """The binary task for one run seed (the seed only draws the low-variance noise), with the
+    identifying pixel y * gamma in the training data only."""
+    task = binary_task(raw, pair)
+    f_train = task.x_train.copy()
     f_train[:, IDENTIFYING_PIXEL] = identifying_pixel(
-        y_train, gamma, variance, low_noise, numpy_rng(seed, "images", "identifying_pixel"))
-    shape = (int(x_train.shape[1]), int(x_train.shape[2]), int(x_train.shape[3]))
-    return LinearData(np.ascontiguousarray(f_train), y_train, np.ascontiguousarray(f_test),
-                      y_test, image_shape=shape)
+        task.y_train, gamma, variance, low_noise,
+        numpy_rng(seed, "images", "identifying_pixel"))
+    return replace(task, x_train=f_train)

@@ -51,7 +51,7 @@ from labaug.data.channels import ClassChannelData, with_class_channels, with_zer
 from labaug.devices import Precision, resolve_device, resolve_precision
 from labaug.io import atomic_path
 from labaug.losses import one_hot, soft_cross_entropy
-from labaug.models import resnet18
+from labaug.models import build_model
 from labaug.rng import torch_rng
 from labaug.train.linear import EpochDraws, step_slice
 
@@ -159,8 +159,10 @@ class ResNetTrainer:
         self.n_train = len(data.y_train)
 
         # The same initial model and data order for every method of a seed (paired comparison).
-        self.model: nn.Module = resnet18(data.in_channels, self.num_classes, resnet.width,
-                                         torch_rng(run.seed, "resnet", "init"), dev)
+        shape = data.x_train.shape
+        self.model: nn.Module = build_model(
+            resnet.model, (data.in_channels, int(shape[2]), int(shape[3])), self.num_classes,
+            resnet.width, resnet.mlp_hidden, torch_rng(run.seed, "resnet", "init"), dev)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Fused Adam on CUDA: one kernel per step, and loss scaling without a host sync.
@@ -262,12 +264,19 @@ class ResNetTrainer:
         return total_loss / seen, total_err / seen
 
     @torch.no_grad()
-    def test_error(self) -> float:
-        """Error on the test set, whose inputs carry all-zero class channels (run eagerly)."""
+    def test_error(self, class_channels: bool = False) -> float:
+        """Error on the test set, whose inputs carry all-zero class channels (run eagerly).
+
+        With ``class_channels`` the test inputs carry their own class's vector instead, as the
+        training inputs do: the gap between the two errors measures how much the model relies
+        on the channels.
+        """
         self.model.eval()
         wrong = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, len(self.y_test), EVAL_BATCH):
-            x = with_zero_channels(self.x_test[start:start + EVAL_BATCH])
+            images = self.x_test[start:start + EVAL_BATCH]
+            x = (with_class_channels(images, self.y_test[start:start + EVAL_BATCH], self.vectors)
+                 if class_channels else with_zero_channels(images))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(self.device, self.precision):

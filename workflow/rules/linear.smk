@@ -20,3 +20,26 @@ rule linear_sweep:
         runtime=60,
     script:
         "../scripts/train_linear.py"
+
+
+# How hard each class pair is for plain logistic regression (labaug.pairs): on demand only,
+# `snakemake results/pairs/fmnist.nc`; the log holds the table, hardest pair first.
+rule pair_difficulty:
+    input:
+        raw="data/raw/{dataset}.npz",
+    output:
+        "results/pairs/{dataset}.nc",
+    log:
+        "logs/pairs/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/pairs/{dataset}.tsv"
+    conda:
+        "../../envs/labaug.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        optim=config["optim"],
+    script:
+        "../scripts/pair_difficulty.py"
