@@ -47,9 +47,13 @@ def generated_sources(workdir: Path, datasets: Sequence[str] = IMAGE_DATASETS) -
 
 
 def write_overrides(workdir: Path, extra: Mapping[str, Any] | None = None) -> Path:
-    """``workdir/overrides.yaml``: generated data sources plus ``extra``; returns its path."""
+    """``workdir/overrides.yaml``: generated data sources, output_root ".", plus ``extra``;
+    returns its path."""
     path = workdir / "overrides.yaml"
     config = generated_sources(workdir, datasets=IMAGE_DATASETS)
+    # Each test has a scratch directory of its own: results/, figures/, ... at its top, not
+    # under the smoke preset's runs/smoke/.
+    config["output_root"] = "."
     config.update(extra or {})
     path.write_text(yaml.safe_dump(config))
     return path

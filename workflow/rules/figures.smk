@@ -10,14 +10,14 @@ rule figure:
         unpack(figure_inputs),
     output:
         report(
-            "figures/{figure}.pdf",
+            rooted("figures/{figure}.pdf"),
             caption="../report/figure.rst",
             category=lambda wildcards: FIGURE_TABLE[wildcards.figure]["category"],
         ),
     log:
-        "logs/figures/{figure}.log",
+        rooted("logs/figures/{figure}.log"),
     benchmark:
-        "logs/benchmarks/figures/{figure}.tsv"
+        rooted("logs/benchmarks/figures/{figure}.tsv")
     wildcard_constraints:
         figure="|".join(FIGURE_TABLE),
     conda:
@@ -46,14 +46,14 @@ rule summary:
         unpack(summary_inputs),
     output:
         report(
-            "results/summary.md",
+            rooted("results/summary.md"),
             caption="../report/summary.rst",
             category="Summary",
         ),
     log:
-        "logs/summary.log",
+        rooted("logs/summary.log"),
     benchmark:
-        "logs/benchmarks/summary.tsv"
+        rooted("logs/benchmarks/summary.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1

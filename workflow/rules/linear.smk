@@ -8,9 +8,9 @@ rule linear_sweep:
     output:
         LINEAR_RESULT,
     log:
-        "logs/linear/{data}_{variance}/{method}/seed{seed}.log",
+        rooted("logs/linear/{data}_{variance}/{method}/seed{seed}.log"),
     benchmark:
-        "logs/benchmarks/linear/{data}_{variance}/{method}/seed{seed}.tsv"
+        rooted("logs/benchmarks/linear/{data}_{variance}/{method}/seed{seed}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -18,5 +18,11 @@ rule linear_sweep:
         **LINEAR_GPU,
         mem_mb=2000,
         runtime=60,
+    params:
+        # The configuration this job depends on (labaug.slices): Snakemake's params trigger
+        # reruns it when this slice changes, and only then; the job reads nothing else.
+        config=lambda wildcards: slices.linear_slice(
+            config, wildcards.data, wildcards.variance, wildcards.method
+        ),
     script:
         "../scripts/train_linear.py"

@@ -1,5 +1,5 @@
 # Thin adapter: draw one figure (params.draw names the labaug.plots function) from result files.
-from labaug.jobs import figure_job, setup_logging
+from labaug.jobs import figure_job, logged_job
 
-setup_logging(snakemake.log[0])
-figure_job(snakemake.params.draw, dict(snakemake.input), snakemake.output[0])
+with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
+    figure_job(snakemake.params.draw, dict(snakemake.input), snakemake.output[0])
