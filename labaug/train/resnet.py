@@ -160,6 +160,22 @@ def unmatched_injections(entries: list[NanInjection], datasets: list[str], metho
     return problems
 
 
+def check_inject_nan(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """Raise ValueError, naming ``LABAUG_INJECT_NAN``, when an entry of it is malformed or
+    matches no ResNet run of ``config`` (the workflow calls it before any job)."""
+    spec = (os.environ if env is None else env).get(NAN_ENV, "")
+    if not spec.strip():
+        return
+    resnet = config["resnet"]
+    problems = unmatched_injections(
+        parse_inject_nan(spec), list(resnet["datasets"]),
+        augment.for_experiment(list(config["methods"]), "class_channels"),
+        [int(s) for s in config["seeds"]], int(resnet["epochs"] or config["optim"]["epochs"]))
+    if problems:
+        raise ValueError(f"{NAN_ENV} has entries that match no configured ResNet run:\n  - "
+                         + "\n  - ".join(problems))
+
+
 def injected_nan_epoch(run: ResNetRun, env: Mapping[str, str] | None = None) -> int | None:
     """The epoch at which ``LABAUG_INJECT_NAN`` asks this run to produce a NaN loss, if any."""
     spec = (os.environ if env is None else env).get(NAN_ENV, "")

@@ -4,6 +4,7 @@ from labaug.captions import figure_caption
 from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
 from labaug.devices import device_summary, gpu_resources, resolve_device
 from labaug import slices
+from labaug.train.resnet import check_inject_nan
 
 
 wildcard_constraints:
@@ -70,21 +71,8 @@ RESNET_RESULT = rooted("results/resnet/{dataset}/{method}/seed{seed}.nc")
 
 # LABAUG_INJECT_NAN (failure injection, labaug.train.resnet) is checked here, before any job: a
 # malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG.
-if workflow.is_main_process and os.environ.get("LABAUG_INJECT_NAN", "").strip():
-    from labaug.train.resnet import parse_inject_nan, unmatched_injections
-
-    _unmatched = unmatched_injections(
-        parse_inject_nan(os.environ["LABAUG_INJECT_NAN"]),
-        list(config["resnet"]["datasets"]),
-        augment.for_experiment(config["methods"], "class_channels"),
-        [int(s) for s in config["seeds"]],
-        int(config["resnet"]["epochs"] or config["optim"]["epochs"]),
-    )
-    if _unmatched:
-        raise ValueError(
-            "LABAUG_INJECT_NAN has entries that match no configured ResNet run:\n  - "
-            + "\n  - ".join(_unmatched)
-        )
+if workflow.is_main_process:
+    check_inject_nan(config)
 
 
 def linear_experiment(data):
