@@ -39,3 +39,16 @@ def quarantine(path: str | os.PathLike[str]) -> Path | None:
     except FileNotFoundError:
         return None
     return dst
+
+
+def quarantined(directories: list[str | os.PathLike[str]]) -> list[Path]:
+    """The files that a job moved aside (``<file>.corrupt`` under ``directories``), as the
+    paths to rebuild (the workflow reruns what depends on them)."""
+    found = []
+    for directory in directories:
+        root = Path(directory)
+        if root.is_dir():
+            found += [p.with_name(p.name.removesuffix(".corrupt"))
+                      for p in sorted(root.rglob("*.corrupt"))]
+    return found
+

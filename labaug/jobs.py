@@ -43,48 +43,43 @@ log = logging.getLogger("labaug")
 PathLike = str | os.PathLike[str]
 
 
-LOG_KEEP = 5
-"""How many earlier attempts' logs a rerun keeps: <log>.1 (the last one) ... <log>.5."""
-
-
-def rotate_log(log_path: PathLike, keep: int = LOG_KEEP) -> None:
-    """Shift <log> to <log>.1, <log>.1 to <log>.2, ... (dropping <log>.``keep``)."""
+def attempts_path(log_path: PathLike) -> Path:
+    """Where every attempt of a job is logged, one after another: ``seed0.log`` ->
+    ``seed0.attempts.log`` (Snakemake deletes the rule's own log before each attempt)."""
     path = Path(log_path)
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    for n in range(keep - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{n}")
-        if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
-    os.replace(path, path.with_name(f"{path.name}.1"))
+    return path.with_name(f"{path.stem}.attempts{path.suffix or '.log'}")
 
 
 def setup_logging(log_path: PathLike | None) -> None:
-    """Send labaug's progress lines to the rule's log file (and stderr when there is none); an
-    earlier attempt's log is kept as <log>.1 (`rotate_log`)."""
-    handler: logging.Handler
+    """Send labaug's progress lines to the rule's log file (and stderr when there is none), and
+    append them to `attempts_path`, which keeps every earlier attempt, a killed one included."""
+    handlers: list[logging.Handler] = []
     if log_path:
-        rotate_log(log_path)
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_path, mode="w")
+        handlers = [logging.FileHandler(log_path, mode="w"),
+                    logging.FileHandler(attempts_path(log_path), mode="a")]
     else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers = [logging.StreamHandler(sys.stderr)]
     root = logging.getLogger("labaug")
-    root.handlers[:] = [handler]
+    for handler in root.handlers:
+        handler.close()
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = handlers
     root.setLevel(logging.INFO)
 
 
 @contextmanager
 def logged_job(log_path: PathLike | None, rule: str,
                wildcards: Mapping[str, Any] | None = None) -> Iterator[None]:
-    """Run a job's body with its log set up; any failure is written to the rule's log: the rule,
+    """Run a job's body with its log set up (`setup_logging`: the rule's log, and every attempt
+    in `attempts_path`); any failure is written to the rule's log: the rule,
     the job's wildcards, the exception's type and message, the fix where the cause is known, and
     the traceback. An unreadable input file is moved aside (``.corrupt``) so the next run
     rebuilds it."""
     setup_logging(log_path)
     job = " ".join(f"{k}={v}" for k, v in (wildcards or {}).items()) or "(no wildcards)"
-    log.info("rule %s, job %s: attempt started (pid %d)", rule, job, os.getpid())
+    log.info("==== rule %s, job %s: attempt started (pid %d) ====", rule, job, os.getpid())
     try:
         yield
     except BaseException as err:

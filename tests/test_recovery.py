@@ -53,13 +53,18 @@ def test_a_failure_is_explained_in_the_log_and_a_rerun_keeps_it(tmp_path: Path) 
     with logged_job(log, "linear_sweep", WILDCARDS):
         logging.getLogger("labaug").info("second attempt ok")
     _close_log()
-    failed = (tmp_path / "logs" / "job.log.1").read_text()
+    assert "went wrong" not in log.read_text()
+    log.unlink()     # as Snakemake does before each attempt
+    with logged_job(log, "linear_sweep", WILDCARDS):
+        logging.getLogger("labaug").info("third attempt ok")
+    _close_log()
+    failed = (tmp_path / "logs" / "job.attempts.log").read_text()
+    assert failed.count("attempt started") == 3 and "third attempt ok" in failed
     for part in ("rule linear_sweep", "data=synthetic variance=zero method=mixup seed=0",
                  "LabaugError: something known went wrong", "fix: set optim.lr to 0.1",
                  "Traceback"):
         assert part in failed, part
-    assert "second attempt ok" in log.read_text()
-    assert "went wrong" not in log.read_text()
+    assert "third attempt ok" in log.read_text()
 
 
 def test_an_unreadable_raw_npz_is_named_and_moved_aside(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ localrules:
 
 rule aggregate_linear:
     input:
-        linear_seed_files,
+        seeds=linear_seed_files,
+        damaged=DAMAGED,
     output:
         rooted("results/linear/{data}_{variance}.nc"),
     log:

@@ -5,6 +5,7 @@ from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
 from labaug.devices import device_summary, gpu_resources, resolve_device
 from labaug import slices
 from labaug.train.resnet import check_inject_nan
+from labaug.errors import quarantined
 
 
 wildcard_constraints:
@@ -73,6 +74,20 @@ RESNET_RESULT = rooted("results/resnet/{dataset}/{method}/seed{seed}.nc")
 # malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG.
 if workflow.is_main_process:
     check_inject_nan(config)
+
+
+# Files a job found unreadable and moved aside (<file>.corrupt, labaug.jobs.logged_job). The
+# markers are inputs of the cheap rules after training (aggregates, figures, summary): a new
+# marker makes them rerun, and they in turn rebuild the missing file and what lies between
+# (Snakemake alone would not regenerate a missing intermediate file whose consumers exist, and
+# a figure would stay stale). Once rebuilt, they are newer than the markers.
+DAMAGED = [f"{p}.corrupt" for p in quarantined([rooted("results"), "data/raw"])]
+if workflow.is_main_process and DAMAGED:
+    print(
+        "labaug: rebuilding what depends on files moved aside as unreadable: "
+        + ", ".join(DAMAGED),
+        file=sys.stderr,
+    )
 
 
 def linear_experiment(data):

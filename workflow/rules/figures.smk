@@ -8,6 +8,7 @@ localrules:
 rule figure:
     input:
         unpack(figure_inputs),
+        damaged=DAMAGED,
     output:
         report(
             rooted("figures/{figure}.pdf"),
@@ -44,6 +45,7 @@ rule figure:
 rule summary:
     input:
         unpack(summary_inputs),
+        damaged=DAMAGED,
     output:
         report(
             rooted("results/summary.md"),

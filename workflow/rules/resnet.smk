@@ -39,7 +39,8 @@ rule train_resnet:
 
 rule aggregate_resnet:
     input:
-        resnet_seed_files,
+        seeds=resnet_seed_files,
+        damaged=DAMAGED,
     output:
         rooted("results/resnet/{dataset}.nc"),
     log:
