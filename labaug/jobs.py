@@ -92,6 +92,9 @@ def logged_job(log_path: PathLike | None, rule: str,
                           err.path.name)
         elif isinstance(err, LabaugError) and err.fix:
             log.error("fix: %s", err.fix)
+        elif type(err).__name__ == "NonFiniteLossError":
+            log.error("fix: %s", "if LABAUG_INJECT_NAN is set, this failure was injected "
+                      "(unset it); else lower optim.lr, or check the run's data and settings")
         log.error("traceback:\n%s", "".join(traceback.format_exception(err)).rstrip())
         raise
 
