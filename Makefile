@@ -7,11 +7,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
-# Debian packages: real Fashion-MNIST offline, a one-node SLURM for the cluster test,
-# and Chromium to render the Snakemake report.
-APT_PACKAGES := dataset-fashion-mnist slurm-wlm munge chromium
+# Debian packages. The quick preset needs only real Fashion-MNIST offline; the tests also need
+# a one-node SLURM for the cluster test and Chromium to render the Snakemake report.
+QUICK_APT_PACKAGES := dataset-fashion-mnist
+TEST_APT_PACKAGES := $(QUICK_APT_PACKAGES) slurm-wlm munge chromium
 
-.PHONY: setup system quick full test lint clean
+.PHONY: setup system system-quick system-test quick full test lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +23,15 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# Installs the Debian packages that are missing (as root, or through sudo).
-system:
+# Installs the Debian packages that are missing (as root, or through sudo): `make system-quick`
+# for the quick preset, `make system-test` (= `make system`) for the tests.
+system-quick:
+	@$(MAKE) --no-print-directory _apt APT_PACKAGES="$(QUICK_APT_PACKAGES)"
+
+system-test system:
+	@$(MAKE) --no-print-directory _apt APT_PACKAGES="$(TEST_APT_PACKAGES)"
+
+_apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
@@ -32,7 +40,8 @@ system:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-quick: setup system
+# The quick preset writes under runs/quick/ (its output_root): runs/quick/figures/fig1.pdf, ...
+quick: setup system-quick
 	$(BIN)/snakemake --cores $(CORES) --configfile presets/quick.yaml
 
 full: setup
@@ -44,8 +53,8 @@ lint: setup
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
-test: setup system lint
+test: setup system-test lint
 	$(BIN)/pytest -ra
 
 clean:
-	rm -rf results figures logs .snakemake report.html
+	rm -rf results figures logs checkpoints runs .snakemake report.html

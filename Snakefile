@@ -48,4 +48,4 @@ rule all:
     default_target: True
     input:
         all_figures(),
-        "results/summary.md",
+        rooted("results/summary.md"),

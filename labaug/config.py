@@ -137,6 +137,8 @@ class Config:
     sha256: str
     # {dataset: {file name: hex digest}} replacing the official checksums (a mirror, or tests).
     data_checksums: Mapping[str, Mapping[str, str]]
+    # Where results/, figures/, logs/ and checkpoints/ go ("." = the working directory).
+    output_root: str
 
     def grid(self, method: str) -> np.ndarray:
         """The hyperparameter values swept for ``method``."""
@@ -149,27 +151,48 @@ def config_sha256(raw: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def optim_config(raw: Mapping[str, Any]) -> OptimConfig:
+    """The ``optim`` section as an OptimConfig."""
+    return OptimConfig(lr=float(raw["lr"]), betas=(float(raw["betas"][0]), float(raw["betas"][1])),
+                       eps=float(raw["eps"]), batch_size=int(raw["batch_size"]),
+                       epochs=int(raw["epochs"]))
+
+
+def grid_config(raw: Mapping[str, Any]) -> GridConfig:
+    """One ``grids.<method>`` entry as a GridConfig."""
+    return GridConfig(float(raw["low"]), float(raw["high"]), int(raw["size"]))
+
+
+def synthetic_config(raw: Mapping[str, Any]) -> SyntheticConfig:
+    """The ``synthetic`` section as a SyntheticConfig."""
+    return SyntheticConfig(**raw)
+
+
+def theory_config(raw: Mapping[str, Any]) -> TheoryConfig:
+    """The ``theory`` section as a TheoryConfig."""
+    return TheoryConfig(**raw)
+
+
+def resnet_config(raw: Mapping[str, Any]) -> ResNetConfig:
+    """The ``resnet`` section (every key present) as a ResNetConfig."""
+    return ResNetConfig(**{**raw, "datasets": tuple(raw["datasets"]),
+                           "mlp_hidden": tuple(int(h) for h in raw["mlp_hidden"]),
+                           "hp": {k: float(v) for k, v in raw["hp"].items()},
+                           "compile": bool(raw["compile"]),
+                           "runs_per_gpu": int(raw["runs_per_gpu"]),
+                           "checkpoint_minutes": float(raw["checkpoint_minutes"])})
+
+
 def from_dict(raw: Mapping[str, Any]) -> Config:
     """Build a Config from a dict that already passed the JSON schema (every key present)."""
-    optim = raw["optim"]
-    resnet = dict(raw["resnet"])
     return Config(
         seeds=tuple(int(s) for s in raw["seeds"]),
-        optim=OptimConfig(
-            lr=float(optim["lr"]),
-            betas=(float(optim["betas"][0]), float(optim["betas"][1])),
-            eps=float(optim["eps"]),
-            batch_size=int(optim["batch_size"]),
-            epochs=int(optim["epochs"]),
-        ),
+        optim=optim_config(raw["optim"]),
         methods=tuple(raw["methods"]),
-        grids={
-            name: GridConfig(float(g["low"]), float(g["high"]), int(g["size"]))
-            for name, g in raw["grids"].items()
-        },
+        grids={name: grid_config(g) for name, g in raw["grids"].items()},
         mix_per_batch=bool(raw["mix_per_batch"]),
         variances=tuple(raw["variances"]),
-        synthetic=SyntheticConfig(**raw["synthetic"]),
+        synthetic=synthetic_config(raw["synthetic"]),
         low_noise=float(raw["low_noise"]),
         image_datasets=tuple(raw["image_datasets"]),
         image_gamma=float(raw["image"]["gamma"]),
@@ -177,15 +200,11 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         data_sources=dict(raw["data_sources"]),
         allow_download=bool(raw["allow_download"]),
         linear=LinearConfig(device=raw["linear"]["device"]),
-        resnet=ResNetConfig(**{**resnet, "datasets": tuple(resnet["datasets"]),
-                               "mlp_hidden": tuple(int(h) for h in resnet["mlp_hidden"]),
-                               "hp": {k: float(v) for k, v in resnet["hp"].items()},
-                               "compile": bool(resnet["compile"]),
-                               "runs_per_gpu": int(resnet["runs_per_gpu"]),
-                               "checkpoint_minutes": float(resnet["checkpoint_minutes"])}),
-        theory=TheoryConfig(**raw["theory"]),
+        resnet=resnet_config(raw["resnet"]),
+        theory=theory_config(raw["theory"]),
         sha256=config_sha256(raw),
         data_checksums={k: dict(v) for k, v in (raw.get("data_checksums") or {}).items()},
+        output_root=str(raw["output_root"]),
     )
 
 

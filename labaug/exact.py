@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from labaug import augment
-from labaug.config import Config, TheoryConfig, Variance
+from labaug.config import GridConfig, SyntheticConfig, TheoryConfig, Variance
 from labaug.results import HP_VALUE_LONG_NAME, METHOD_DIM
 from labaug.theory import (
     SOLVERS,
@@ -35,18 +36,20 @@ def solvable(methods: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]
     return [m for m in synthetic if m in SOLVERS], [m for m in synthetic if m not in SOLVERS]
 
 
-def theory_dataset(cfg: Config, variance: Variance, tcfg: TheoryConfig) -> xr.Dataset:
-    """Exact minimizers for every solvable method and hyperparameter > 0 of its grid."""
-    syn = cfg.synthetic
+def theory_dataset(syn: SyntheticConfig, configured: Sequence[str],
+                   method_grids: Mapping[str, GridConfig], low_noise: float, variance: Variance,
+                   tcfg: TheoryConfig) -> xr.Dataset:
+    """Exact minimizers for every solvable method and hyperparameter > 0 of its grid
+    (``configured``: the configured methods, in order; ``method_grids``: their grids)."""
     d = syn.d
-    methods, unsolved = solvable(cfg.methods)
+    methods, unsolved = solvable(list(configured))
     for name in unsolved:
         log.info("no population loss for %s in labaug.theory: no exact minimizer is drawn "
                  "for it", name)
     if not methods:
-        raise ValueError(f"none of the configured methods ({', '.join(cfg.methods)}) has a "
+        raise ValueError(f"none of the configured methods ({', '.join(configured)}) has a "
                          f"population loss in labaug.theory ({', '.join(SOLVERS)})")
-    grids = {m: cfg.grid(m) for m in methods}
+    grids = {m: method_grids[m].values() for m in methods}
     n_hp = max(len(g) for g in grids.values())
     shape = (len(methods), n_hp)
     hp_value = np.full(shape, np.nan)
@@ -55,7 +58,7 @@ def theory_dataset(cfg: Config, variance: Variance, tcfg: TheoryConfig) -> xr.Da
     weight = np.full((*shape, 2 * d), np.nan)
     evaluation: list[str] = []
     n_points = np.zeros(len(methods), dtype=np.int64)
-    problem = Problem(syn, variance, cfg.low_noise, tcfg)
+    problem = Problem(syn, variance, low_noise, tcfg)
 
     for i, method in enumerate(methods):
         grid = grids[method]
@@ -81,8 +84,8 @@ def theory_dataset(cfg: Config, variance: Variance, tcfg: TheoryConfig) -> xr.Da
                      sol.iterations, time.perf_counter() - start)
         evaluation.append(description)
 
-    mm = max_margin(syn, variance, cfg.low_noise)
-    mm_closed = max_margin_closed_form(syn, variance, cfg.low_noise)
+    mm = max_margin(syn, variance, low_noise)
+    mm_closed = max_margin_closed_form(syn, variance, low_noise)
     lo, hi = slice(0, d), slice(d, 2 * d)
     long = {
         "w_high_norm": "norm of the exact minimizer's weights on the high-variance block",

@@ -6,16 +6,29 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from labaug import augment
-from labaug.config import Config, Method, Variance, from_dict
+from labaug import augment, slices
+from labaug.config import (
+    Method,
+    ResNetConfig,
+    Variance,
+    config_sha256,
+    grid_config,
+    optim_config,
+    synthetic_config,
+    theory_config,
+)
 from labaug.data import LinearData
 from labaug.data.synthetic import high_block, low_block, make_synthetic
 from labaug.devices import DEVICE_KEYS, require_device, resolve_device
+from labaug.errors import CorruptFileError, LabaugError, quarantine
 from labaug.metrics import block_norm, pixel_ratio
 from labaug.models import describe_model
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
@@ -31,28 +44,82 @@ log = logging.getLogger("labaug")
 PathLike = str | os.PathLike[str]
 
 
+def attempts_path(log_path: PathLike) -> Path:
+    """Where every attempt of a job is logged, one after another: ``seed0.log`` ->
+    ``seed0.attempts.log`` (Snakemake deletes the rule's own log before each attempt)."""
+    path = Path(log_path)
+    return path.with_name(f"{path.stem}.attempts{path.suffix or '.log'}")
+
+
 def setup_logging(log_path: PathLike | None) -> None:
-    """Send labaug's progress lines to the rule's log file (and stderr when there is none)."""
-    handler: logging.Handler = (logging.FileHandler(log_path, mode="w") if log_path
-                                else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    """Send labaug's progress lines to the rule's log file (and stderr when there is none), and
+    append them to `attempts_path`, which keeps every earlier attempt, a killed one included."""
+    handlers: list[logging.Handler] = []
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_path, mode="w"),
+                    logging.FileHandler(attempts_path(log_path), mode="a")]
+    else:
+        handlers = [logging.StreamHandler(sys.stderr)]
     root = logging.getLogger("labaug")
-    root.handlers[:] = [handler]
+    for handler in root.handlers:
+        handler.close()
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = handlers
     root.setLevel(logging.INFO)
 
 
-def linear_data(cfg: Config, data: str, variance: Variance, seed: int,
+@contextmanager
+def logged_job(log_path: PathLike | None, rule: str,
+               wildcards: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Run a job's body with its log set up (`setup_logging`: the rule's log, and every attempt
+    in `attempts_path`); any failure is written to the rule's log: the rule,
+    the job's wildcards, the exception's type and message, the fix where the cause is known, and
+    the traceback. An unreadable input file is moved aside (``.corrupt``) so the next run
+    rebuilds it."""
+    setup_logging(log_path)
+    job = " ".join(f"{k}={v}" for k, v in (wildcards or {}).items()) or "(no wildcards)"
+    log.info("==== rule %s, job %s: attempt started (pid %d) ====", rule, job, os.getpid())
+    try:
+        yield
+    except BaseException as err:
+        log.error("rule %s, job %s failed: %s: %s", rule, job, type(err).__name__, err)
+        if isinstance(err, CorruptFileError):
+            moved = quarantine(err.path)
+            if moved is not None:
+                log.error("moved the unreadable %s to %s; run snakemake again and the rule that "
+                          "writes %s rebuilds it (everything after it reruns)", err.path, moved,
+                          err.path.name)
+        elif isinstance(err, LabaugError) and err.fix:
+            log.error("fix: %s", err.fix)
+        elif type(err).__name__ == "NonFiniteLossError":
+            log.error("fix: %s", "if LABAUG_INJECT_NAN is set, this failure was injected "
+                      "(unset it); else lower optim.lr, or check the run's data and settings")
+        log.error("traceback:\n%s", "".join(traceback.format_exception(err)).rstrip())
+        raise
+
+
+def linear_data(part: Mapping[str, Any], data: str, variance: Variance, seed: int,
                 raw_path: PathLike | None) -> LinearData:
-    """The training/test split of one linear experiment for one seed."""
+    """The training/test split of one linear experiment for one seed, from its config slice
+    (`labaug.slices.linear_slice`; low_noise is only there for the low-variance variant)."""
+    low_noise = float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
     if data == "synthetic":
-        return make_synthetic(cfg.synthetic, seed, variance, cfg.low_noise)
+        return make_synthetic(synthetic_config(part["synthetic"]), seed, variance, low_noise)
     from labaug.data.images import make_binary
     from labaug.data.raw import load_npz
 
     if raw_path is None:
         raise ValueError(f"linear experiment on {data!r} needs its raw npz")
-    return make_binary(load_npz(raw_path), seed, variance, cfg.image_gamma, cfg.low_noise,
-                       cfg.image_pairs[data])
+    return make_binary(load_npz(raw_path), seed, variance, float(part["image"]["gamma"]),
+                       low_noise, pair_of(part, data))
+
+
+def pair_of(part: Mapping[str, Any], data: str) -> tuple[int, int]:
+    """The configured class pair (``image.pairs``) of an image dataset."""
+    pair = part["image"]["pairs"][data]
+    return int(pair[0]), int(pair[1])
 
 
 def checked_device(device: str, family: str, rule: str, job: str) -> str:
@@ -69,18 +136,21 @@ def checked_device(device: str, family: str, rule: str, job: str) -> str:
 def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method: Method,
                seed: int, out: PathLike, raw_path: PathLike | None = None,
                threads: int = 1, rule: str = "linear_sweep") -> None:
-    """Train one method's whole grid for one seed and write its per-seed netCDF."""
-    cfg = from_dict(config)
+    """Train one method's whole grid for one seed and write its per-seed netCDF.
+
+    ``config``: the job's slice (`labaug.slices.linear_slice`) or the whole config."""
+    part = slices.linear_slice(config, data, variance, method)
     job = f"data={data} variance={variance} method={method} seed={seed}"
-    device = checked_device(cfg.linear.device, "linear", rule, job)
+    device = checked_device(part["linear"]["device"], "linear", rule, job)
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    dataset = linear_data(cfg, data, variance, seed, raw_path)
+    dataset = linear_data(part, data, variance, seed, raw_path)
     log.info("%s_%s: %d train / %d test points, %d features%s", data, variance,
              len(dataset.y_train), len(dataset.y_test), dataset.n_features,
              f", classes {dataset.classes}" if dataset.classes else "")
-    result = train_sweep(dataset, method, cfg.grid(method), seed, cfg.optim,
-                         mix_per_batch=cfg.mix_per_batch, device=device)
+    result = train_sweep(dataset, method, grid_config(part["grids"][method]).values(), seed,
+                         optim_config(part["optim"]),
+                         mix_per_batch=bool(part.get("mix_per_batch", False)), device=device)
     variables = {
         "test_error": (result.test_error, "test error (fraction misclassified)"),
         "train_loss": (result.train_loss,
@@ -88,28 +158,30 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
                        "objective, without the weight-decay penalty"),
     }
     if data == "synthetic":
-        variables["w_high_norm"] = (block_norm(result.weights, high_block(cfg.synthetic)),
+        syn = synthetic_config(part["synthetic"])
+        variables["w_high_norm"] = (block_norm(result.weights, high_block(syn)),
                                     "norm of the weights on the high-variance block")
-        variables["w_low_norm"] = (block_norm(result.weights, low_block(cfg.synthetic)),
+        variables["w_low_norm"] = (block_norm(result.weights, low_block(syn)),
                                    "norm of the weights on the low-variance block")
     else:
         variables["pixel_ratio"] = (pixel_ratio(result.weights),
                                     "|w_1| / ||w_2:||, identifying pixel weight over the rest")
     ds = linear_job_dataset(method, seed, result.hp_values, result.weights, variables,
-                            provenance(cfg, seed=seed, device=device))
+                            provenance(config_sha256(part), seed=seed, device=device))
     ds.attrs.update({"data": data, "variance": variance})
     if data != "synthetic":
         ds.attrs.update({"class_pair": dataset.classes,
-                         "class_pair_indices": list(cfg.image_pairs[data])})
+                         "class_pair_indices": list(pair_of(part, data))})
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
 
 
 def aggregate_job(config: Mapping[str, Any], inputs: Sequence[PathLike], out: PathLike,
                   experiment: augment.Experiment) -> None:
-    """Combine per-seed files into one experiment file, methods in config order."""
-    cfg = from_dict(config)
-    ds = aggregate_files(inputs, out, methods=augment.for_experiment(cfg.methods, experiment))
+    """Combine per-seed files into one experiment file, methods in config order (``config``: the
+    slice `labaug.slices.methods_slice` or the whole config)."""
+    methods = augment.for_experiment(list(config["methods"]), experiment)
+    ds = aggregate_files(inputs, out, methods=methods)
     log.info("aggregated %d files into %s: %s", len(inputs), out, dict(ds.sizes))
 
 
@@ -127,17 +199,39 @@ def figure_job(figure: str, inputs: Mapping[str, PathLike], out: PathLike) -> No
 # --- ResNet-18 with class channels (Sec. 4.3, Fig. 4 and 5) -------------------------------
 
 
+def resnet_run_config(part: Mapping[str, Any], dataset: str, method: Method, device: str,
+                      checkpoint_minutes: float) -> ResNetConfig:
+    """The ResNetConfig of one run from its slice (`labaug.slices.resnet_slice`): ``datasets``
+    and ``hp`` hold only this run's, ``device`` is the run's device and ``runs_per_gpu`` (a
+    scheduling setting of the workflow, not of a run) is 1."""
+    r = part["resnet"]
+    return ResNetConfig(
+        datasets=(dataset,), model=str(r["model"]), width=int(r["width"]),
+        mlp_hidden=tuple(int(h) for h in r["mlp_hidden"]), hp={method: float(r["hp"][method])},
+        channel_sigma=r["channel_sigma"], train_subset=r["train_subset"],
+        test_subset=r["test_subset"], epochs=r["epochs"], batch_size=r["batch_size"],
+        device=device,  # type: ignore[arg-type]
+        precision=r["precision"], compile=bool(r["compile"]), runs_per_gpu=1,
+        checkpoint_minutes=float(checkpoint_minutes))
+
+
 def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: int,
                out: PathLike, raw_path: PathLike, threads: int = 1, device: str | None = None,
-               rule: str = "train_resnet") -> None:
+               rule: str = "train_resnet", checkpoint_minutes: float | None = None,
+               device_setting: str | None = None) -> None:
     """Train one ResNet-18 run (resuming from its checkpoint) and write its per-seed netCDF.
 
+    ``config``: the run's slice (`labaug.slices.resnet_slice`) or the whole config;
+    ``checkpoint_minutes`` and ``device_setting`` (None = resnet.checkpoint_minutes and
+    resnet.device of a whole config) are not part of the slice since they change no number.
     ``device`` is the run's device as the workflow resolved it once for the whole DAG
     (`labaug.devices.resolve_device` of ``resnet.device``); None resolves it here. A cuda run
     that finds no GPU fails before anything else, naming ``rule``, the run and the key. The
-    checkpoint is `labaug.train.resnet.checkpoint_path` of ``out`` (checkpoints/...
-    mirroring results/...); it is removed once the result is written. ``LABAUG_INJECT_NAN``
-    (see labaug.train.resnet) can make this run fail.
+    checkpoint is `labaug.train.resnet.checkpoint_path` of ``out`` (checkpoints/... mirroring
+    results/...), locked while the run trains; once the result is written and read back, it
+    shrinks to the run's final state, from which a rerun rebuilds the result without training.
+    ``LABAUG_INJECT_NAN`` (see labaug.train.resnet) can make this
+    run fail.
     """
     from labaug.data.channels import load_class_channel_data
     from labaug.results import resnet_job_dataset
@@ -145,60 +239,74 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
         NonFiniteLossError,
         ResNetRun,
         ResNetTrainer,
+        checkpoint_lock,
         checkpoint_path,
+        finalize_checkpoint,
         injected_nan_epoch,
         train_resnet,
     )
 
-    cfg = from_dict(config)
+    part = slices.resnet_slice(config, method)
+    if checkpoint_minutes is None:
+        checkpoint_minutes = float(config["resnet"]["checkpoint_minutes"])
+    if device_setting is None:
+        device_setting = str(config["resnet"].get("device", device or "auto"))
     run = ResNetRun(dataset, method, seed)
-    r = cfg.resnet
-    resolved = checked_device(resolve_device(r.device) if device is None else device, "resnet",
-                              rule, str(run))
+    setting = str(config["resnet"].get("device", "auto")) if device is None else device
+    resolved = checked_device(resolve_device(setting), "resnet", rule, str(run))
+    r = resnet_run_config(part, dataset, method, resolved, checkpoint_minutes)
+    o = part["optim"]
+    optim = optim_config({**o, "epochs": o["epochs"] if r.epochs is None else r.epochs,
+                          "batch_size": o["batch_size"] if r.batch_size is None
+                          else r.batch_size})
+    nan_epoch = injected_nan_epoch(run)
     torch.set_num_threads(threads)
     start = time.perf_counter()
     data = load_class_channel_data(raw_path, dataset, seed, sigma=r.channel_sigma,
                                    train_subset=r.train_subset, test_subset=r.test_subset)
     log.info("%s: %d train / %d test images of shape %s, %d classes, class-vector sigma %.4g, "
-             "width %d, device %s (resnet.device: %s)", dataset, len(data.y_train),
-             len(data.y_test), tuple(data.x_train.shape[1:]), data.num_classes, data.sigma,
-             r.width, resolved, r.device)
+             "width %d, device %s", dataset, len(data.y_train), len(data.y_test),
+             tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, resolved)
     ckpt = checkpoint_path(out)
     trainers: list[ResNetTrainer] = []
-    try:
-        history = train_resnet(data, run, r.optim_for(cfg.optim), r,
-                               mix_per_batch=cfg.mix_per_batch, device=resolved,
-                               checkpoint=ckpt, nan_epoch=injected_nan_epoch(run),
-                               trainer_out=trainers)
-    except NonFiniteLossError as err:
-        log.error("%s", err)    # into the rule's log too, not only the job's stderr
-        raise
-    variables = {
-        "test_error": (history.test_error,
-                       "test error (fraction misclassified; test inputs carry zero class "
-                       "channels)"),
-        "train_loss": (history.train_loss,
-                       "mean training loss over the epoch under the method's own objective "
-                       "(soft-target cross-entropy), without the weight-decay term"),
-        "train_error": (history.train_error,
-                        "training error over the epoch's batches: predicted class differs from "
-                        "the dominant class of the (augmented) target"),
-    }
-    trainer = trainers[0]
-    attrs = provenance(cfg, seed=seed, device=resolved, precision=trainer.precision)
-    attrs.update({"device_setting": r.device, "compiled": int(trainer.compiled),
-                  "dataset": dataset, "model": describe_model(r.model, r.width, r.mlp_hidden),
-                  "width": r.width, "class_channel_sigma": data.sigma,
-                  "n_train": len(data.y_train), "n_test": len(data.y_test),
-                  "hp_value": r.hp[method], "mix_per_batch": int(cfg.mix_per_batch)})
-    write_netcdf(resnet_job_dataset(method, seed, history.epoch, variables, attrs), out)
-    ckpt.unlink(missing_ok=True)
+    with checkpoint_lock(ckpt):
+        try:
+            history = train_resnet(data, run, optim, r, mix_per_batch=bool(
+                                   part.get("mix_per_batch", False)), device=resolved,
+                                   checkpoint=ckpt, nan_epoch=nan_epoch, trainer_out=trainers)
+        except NonFiniteLossError as err:
+            log.error("%s", err)    # into the rule's log too, not only the job's stderr
+            raise
+        variables = {
+            "test_error": (history.test_error,
+                           "test error (fraction misclassified; test inputs carry zero class "
+                           "channels)"),
+            "train_loss": (history.train_loss,
+                           "mean training loss over the epoch under the method's own objective "
+                           "(soft-target cross-entropy), without the weight-decay term"),
+            "train_error": (history.train_error,
+                            "training error over the epoch's batches: predicted class differs "
+                            "from the dominant class of the (augmented) target"),
+        }
+        trainer = trainers[0]
+        attrs = provenance(config_sha256(part), seed=seed, device=resolved,
+                           precision=trainer.precision)
+        attrs.update({"device_setting": device_setting, "compiled": int(trainer.compiled),
+                      "dataset": dataset,
+                      "model": describe_model(r.model, r.width, r.mlp_hidden),
+                      "width": r.width, "class_channel_sigma": data.sigma,
+                      "n_train": len(data.y_train), "n_test": len(data.y_test),
+                      "hp_value": r.hp[method],
+                      "mix_per_batch": int(bool(part.get("mix_per_batch", False)))})
+        write_netcdf(resnet_job_dataset(method, seed, history.epoch, variables, attrs), out)
+        finalize_checkpoint(ckpt)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
 
 
 def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path: PathLike,
                               out: PathLike, index: int = 0) -> None:
-    """Write the Fig. 5 example: one training image, its class vector, train and test inputs."""
+    """Write the Fig. 5 example: one training image, its class vector, train and test inputs
+    (``config``: the slice `labaug.slices.example_slice` or the whole config)."""
     import numpy as np
     import xarray as xr
 
@@ -210,11 +318,11 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
     from labaug.data.raw import load_npz
     from labaug.results import write_netcdf
 
-    cfg = from_dict(config)
-    seed = cfg.seeds[0]
-    r = cfg.resnet
-    data = load_class_channel_data(raw_path, dataset, seed, sigma=r.channel_sigma,
-                                   train_subset=r.train_subset, test_subset=r.test_subset)
+    part = slices.example_slice(config)
+    seed = int(part["seeds"][0])
+    r = part["resnet"]
+    data = load_class_channel_data(raw_path, dataset, seed, sigma=r["channel_sigma"],
+                                   train_subset=r["train_subset"], test_subset=r["test_subset"])
     image = load_npz(raw_path).x_train[index].astype(np.float64) / 255.0
     label = int(data.y_train[index])
     x = torch.as_tensor(data.x_train[index:index + 1])
@@ -234,8 +342,8 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
             "test_input": (in_dims, test_input.astype(np.float64),
                            {"long_name": "test input: image and all-zero channels"}),
         },
-        attrs={**provenance(cfg, seed=seed), "dataset": dataset, "index": index,
-               "label": label, "class_name": data.classes[label],
+        attrs={**provenance(config_sha256(part), seed=seed), "dataset": dataset,
+               "index": index, "label": label, "class_name": data.classes[label],
                "class_channel_sigma": data.sigma},
     )
     write_netcdf(ds, out)
@@ -243,25 +351,34 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
              index, data.classes[label], out)
 
 
-def fetch_job(config: Mapping[str, Any], dataset: str, out_npz: PathLike) -> RawImages:
-    """Acquire one raw dataset with the source directory, download permission and checksums
-    from config (``data_checksums``: {dataset: {file name: hex digest}} replaces the official
-    checksums, for a repackaged mirror or generated archives in tests)."""
+def fetch_job(config: Mapping[str, Any], dataset: str, out_npz: PathLike,
+              allow_download: bool | None = None) -> RawImages:
+    """Acquire one raw dataset with the source directory and checksums of ``config`` (its slice,
+    `labaug.slices.fetch_slice`, or the whole config; ``data_checksums``: {dataset: {file name:
+    hex digest}} replaces the official checksums, for a repackaged mirror or generated archives
+    in tests); ``allow_download`` None = the whole config's ``allow_download``."""
     from labaug.data.raw import fetch
 
-    cfg = from_dict(config)
-    return fetch(dataset, cfg.data_sources.get(dataset), cfg.allow_download, out_npz,
-                 checksums=cfg.data_checksums.get(dataset))
+    part = slices.fetch_slice(config, dataset)
+    if allow_download is None:
+        allow_download = bool(config["allow_download"])
+    checksums = part.get("data_checksums", {}).get(dataset)
+    return fetch(dataset, part["data_sources"][dataset], allow_download, out_npz,
+                 checksums=checksums)
 
 
 def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> xr.Dataset:
-    """Compute the exact minimizers for one synthetic variant and write them with provenance."""
+    """Compute the exact minimizers for one synthetic variant and write them with provenance
+    (``config``: the slice `labaug.slices.theory_slice` or the whole config)."""
     from labaug.exact import theory_dataset
 
-    cfg = from_dict(config)
+    part = slices.theory_slice(config, variance)
+    tcfg = theory_config(part["theory"])
     start = time.perf_counter()
-    ds = theory_dataset(cfg, variance, cfg.theory)
-    ds.attrs.update(provenance(cfg, seed=cfg.theory.seed, device="cpu"))
+    ds = theory_dataset(synthetic_config(part["synthetic"]), part["methods"],
+                        {m: grid_config(g) for m, g in part["grids"].items()},
+                        float(part.get("low_noise", 0.0)), variance, tcfg)
+    ds.attrs.update(provenance(config_sha256(part), seed=tcfg.seed, device="cpu"))
     ds.attrs.update({"data": "synthetic"})
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
@@ -283,13 +400,17 @@ def summary_job(inputs: Mapping[str, PathLike], out: PathLike, command: str = ""
 
 def pair_difficulty_job(config: Mapping[str, Any], dataset: str, raw_path: PathLike,
                         out: PathLike) -> None:
-    """Measure how hard every class pair of ``dataset`` is for plain logistic regression."""
+    """Measure how hard every class pair of ``dataset`` is for plain logistic regression.
+
+    ``config``: the job's slice (`labaug.slices.pairs_slice`) or the whole config."""
     from labaug.data.raw import load_npz
     from labaug.pairs import difficulty_table, pair_difficulty
 
-    cfg = from_dict(config)
+    part = slices.pairs_slice(config)
+    seed = int(part["seeds"][0])
     torch.set_num_threads(1)
-    ds = pair_difficulty(load_npz(raw_path), cfg.optim, seed=cfg.seeds[0])
-    ds.attrs.update({**provenance(cfg, seed=cfg.seeds[0], device="cpu"), "dataset": dataset})
+    ds = pair_difficulty(load_npz(raw_path), optim_config(part["optim"]), seed=seed)
+    ds.attrs.update({**provenance(config_sha256(part), seed=seed, device="cpu"),
+                     "dataset": dataset})
     write_netcdf(ds, out)
     log.info("%s class pairs, hardest first:\n%s", dataset, difficulty_table(ds))

@@ -15,6 +15,7 @@ import xarray as xr
 
 import labaug
 from labaug.config import Config
+from labaug.errors import CorruptFileError
 from labaug.io import atomic_path
 
 METHOD_DIM = "augmentation"
@@ -40,16 +41,17 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def provenance(cfg: Config, seed: int | None = None, device: str = "cpu",
+def provenance(cfg: Config | str, seed: int | None = None, device: str = "cpu",
                precision: str = "fp32") -> dict[str, Any]:
-    """Attributes every result file carries (DESIGN.md): version, commit, config hash, the device
+    """Attributes every result file carries (DESIGN.md): version, commit, config hash (``cfg``: a
+    Config, or the hash of the config slice the job depends on, `labaug.slices`), the device
     it was computed on (cpu or cuda), that device's hardware name, the precision, ..."""
     from labaug.devices import device_name
 
     attrs: dict[str, Any] = {
         "labaug_version": labaug.__version__,
         "git_commit": git_commit(),
-        "config_sha256": cfg.sha256,
+        "config_sha256": cfg if isinstance(cfg, str) else cfg.sha256,
         "torch_version": torch.__version__,
         "device": device,
         "device_name": device_name(device),
@@ -62,15 +64,25 @@ def provenance(cfg: Config, seed: int | None = None, device: str = "cpu",
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
-    """Write a Dataset atomically (temporary name, then rename)."""
+    """Write a Dataset atomically (temporary name, then rename), verified: the temporary file is
+    read back before the rename, so a result file that exists is readable."""
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4")
+        back = read_netcdf(tmp)
+        if set(back.data_vars) != set(ds.data_vars) or dict(back.sizes) != dict(ds.sizes):
+            raise CorruptFileError(tmp, "read back with other variables or sizes than written")
 
 
 def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Load a result file fully into memory and close it."""
-    with xr.open_dataset(path, engine="netcdf4") as ds:
-        return ds.load()
+    """Load a result file fully into memory and close it; an unreadable file raises
+    CorruptFileError naming it."""
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return ds.load()
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as err:
+        raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
 
 
 HP_VALUE_LONG_NAME = "the method's hyperparameter (weight decay lambda, smoothing a, alpha, ...)"

@@ -183,6 +183,11 @@ def _relations(config: Mapping[str, Any]) -> list[str]:
                 problems.append(f"grids.{name}: size = 1 keeps only low = {_fmt(grid['low'])} "
                                 f"and drops high = {_fmt(grid['high'])}; set low = high, or "
                                 f"size >= 2")
+    resnet, optim = config.get("resnet"), config.get("optim")
+    if (isinstance(resnet, Mapping) and isinstance(optim, Mapping) and resnet.get("datasets")
+            and resnet.get("batch_size") is None and optim.get("batch_size") == 1):
+        problems.append("resnet.batch_size = null uses optim.batch_size = 1, but a ResNet batch "
+                        "needs at least 2 examples (BatchNorm); set resnet.batch_size >= 2")
     synthetic = config.get("synthetic")
     if isinstance(synthetic, Mapping) and not _ordered(synthetic, "u_low", "u_high"):
         problems.append(f"synthetic: u_low = {_fmt(synthetic['u_low'])} exceeds u_high = "

@@ -87,6 +87,13 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     ("typo_nested_key", {"optim": {"epoch": 3}}, "optim.epoch", "did you mean 'epochs'"),
     ("grid_low_above_high", {"grids": {FIRST: {"low": 0.2, "high": 0.1}}},
      f"grids.{FIRST}", "low <= high"),
+    # Values that cannot work: a ResNet batch step needs 2 examples (BatchNorm), an evaluation 1.
+    ("train_subset_one", {"resnet": {"train_subset": 1}}, "resnet.train_subset", "[2, inf)"),
+    ("test_subset_zero", {"resnet": {"test_subset": 0}}, "resnet.test_subset", "[1, inf)"),
+    ("resnet_batch_one_from_optim", {"optim": {"batch_size": 1}},
+     "resnet.batch_size = null uses optim.batch_size = 1", "resnet.batch_size >= 2"),
+    ("output_root_absolute", {"output_root": "/tmp/out"}, "output_root", "must match"),
+    ("output_root_parent", {"output_root": "../elsewhere"}, "output_root", "must match"),
 ]
 MISSING_KEY = ("low_noise", "low_noise", "required key missing")
 # The cases that also go through `snakemake -n` (about 4 s each); the rest differ only in the key.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from labaug.augment import for_experiment, names
@@ -91,7 +92,8 @@ def test_killed_training_job_resumes_and_matches_an_uninterrupted_run(tmp_path: 
     resumed = re.search(r"resumed from \S+ after epoch (\d+)", text)
     assert resumed and int(resumed.group(1)) >= 1, text
     assert f"epoch {int(resumed.group(1)) + 1}/{EPOCHS}" in text
-    assert not checkpoint.exists(), "the checkpoint outlived its finished run"
+    # The finished run keeps only its final state (metrics, no weights) in the checkpoint.
+    assert "trainer" not in torch.load(checkpoint, weights_only=True)
 
     uninterrupted = snakemake(clean, *cmd)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
@@ -152,6 +154,99 @@ def test_injected_nan_fails_only_its_job(tmp_path: Path) -> None:
     assert all((tmp_path / t).exists() for t in targets if f"/{failing}/" not in t)
     assert not (tmp_path / targets[1]).exists()
     assert not _unexpected_files(tmp_path / "results")
+
+
+@pytest.mark.slow
+def test_killed_snakemake_orphan_finishes_and_its_run_is_never_trained_twice(
+        tmp_path: Path) -> None:
+    # Snakemake is SIGKILLed mid-run; its ResNet job, orphaned, keeps training.
+    write_overrides(tmp_path, RESUME)
+    log = tmp_path / "logs" / "resnet" / "cifar10" / "weight_decay" / "seed0.log"
+    attempts = log.with_name("seed0.attempts.log")
+    # Output to a file, not a pipe: the orphan keeps Snakemake's stdout open.
+    with open(tmp_path / "killed.out", "w") as sink:
+        proc = subprocess.Popen(command(tmp_path, *_run_args(RESNET_RUN)), stdout=sink,
+                                stderr=subprocess.STDOUT)
+    orphans: list[int] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (tmp_path / CHECKPOINT).exists():
+            orphans = _children_running(tmp_path, "train_resnet.py")
+            if orphans:
+                proc.kill()
+                # Paused, so that it still holds its checkpoint while the rerun starts (on a
+                # slow machine it could finish first otherwise); it resumes below.
+                for pid in orphans:
+                    os.kill(pid, signal.SIGSTOP)
+                break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert orphans, "never saw the job running with a checkpoint"
+    try:
+        # A rerun while the orphan trains is refused: one checkpoint, one trainer.
+        # What `snakemake --unlock` does, without starting Snakemake once more.
+        shutil.rmtree(tmp_path / ".snakemake" / "locks")
+        second = snakemake(tmp_path, "--rerun-incomplete", *_run_args(RESNET_RUN))
+        assert second.returncode != 0
+        refused = log.read_text()
+        assert re.search(rf"CheckpointInUseError: checkpoint \S+seed0\.pt is in use by another "
+                         rf"trainer \(pid {orphans[0]}", refused), refused[-3000:]
+        assert "fix: wait for that trainer to finish" in refused
+    finally:
+        for pid in orphans:
+            os.kill(pid, signal.SIGCONT)
+        while _children_running(tmp_path, "train_resnet.py"):
+            time.sleep(0.1)
+    # The orphan finished its run (its final state stays in the checkpoint); every attempt's
+    # log is kept, the orphan's and the refused one's.
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["final"]
+    history = attempts.read_text()
+    assert f"epoch {EPOCHS}/{EPOCHS}" in history
+    assert "CheckpointInUseError" in history
+    # Snakemake reruns the job (the output counted as incomplete, or forced): the job rebuilds
+    # the result from the final state and trains nothing.
+    start = time.monotonic()
+    forced = snakemake(tmp_path, "--rerun-incomplete", "--forcerun", "train_resnet",
+                       *_run_args(RESNET_RUN))
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    text = log.read_text()
+    assert "training already finished" in text and "epoch 1/" not in text, text
+    assert xr.load_dataset(tmp_path / RESNET_RUN).sizes["epoch"] == EPOCHS
+    assert time.monotonic() - start < 120
+
+
+@pytest.mark.slow
+def test_a_truncated_per_seed_result_is_named_then_rebuilt(smoke_run: Path,
+                                                           tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    seed_file = work / "results" / "linear" / "synthetic_zero" / "mixup" / "seed0.nc"
+    seed_file.write_bytes(seed_file.read_bytes()[:200])
+    target = "figures/fig1.pdf"
+    failed = snakemake(work, "--cores", "2", target)
+    assert failed.returncode != 0
+    log = (work / "logs" / "aggregate" / "linear_synthetic_zero.log").read_text()
+    assert re.search(r"CorruptFileError: \S*synthetic_zero/mixup/seed0\.nc is unreadable", log), log
+    assert "seed0.nc.corrupt; run snakemake again" in log
+    assert not seed_file.exists()
+    fixed = snakemake(work, "--cores", "2", target)
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert "rebuilding what depends on files moved aside as unreadable" in fixed.stderr
+    assert xr.load_dataset(seed_file)["test_error"].size > 0
+    assert (work / target).stat().st_mtime > seed_file.stat().st_mtime
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "message"), [
+    ("cifar10:mixup:x:2", "LABAUG_INJECT_NAN entry 'cifar10:mixup:x:2': seed 'x' is not"),
+    ("cifar10:mixup:0:9", "cifar10:mixup:0:9: epoch 9 is past the run's last epoch (2)"),
+])
+def test_inject_nan_matching_no_run_stops_the_dag(tmp_path: Path, spec: str,
+                                                  message: str) -> None:
+    write_overrides(tmp_path, SMALL)
+    proc = snakemake(tmp_path, "-n", "--cores", "1", env=dict(os.environ, LABAUG_INJECT_NAN=spec))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in out, out[-3000:]
 
 
 # --- no result file is ever half-written ------------------------------------------------------

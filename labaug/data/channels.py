@@ -63,9 +63,19 @@ def class_vectors(
     return (scale * draws).astype(np.float32)
 
 
-def _prefix(n_total: int, n: int | None) -> int:
-    """How many leading images a subset setting keeps."""
-    return n_total if n is None else min(int(n), n_total)
+def _prefix(n_total: int, n: int | None, key: str = "subset") -> int:
+    """How many leading images a subset setting keeps; more than the split holds keeps them all,
+    with a warning naming ``key`` (the split's size is known only once its raw file is read)."""
+    if n is None:
+        return n_total
+    if int(n) > n_total:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s = %d asks for more images than the split holds (%d); using all %d", key, n,
+            n_total, n_total)
+        return n_total
+    return int(n)
 
 
 def class_channel_data(
@@ -73,8 +83,8 @@ def class_channel_data(
     train_subset: int | None = None, test_subset: int | None = None,
 ) -> ClassChannelData:
     """Standardize a raw dataset (train statistics) and draw its class vectors for ``seed``."""
-    n_tr = _prefix(len(raw.x_train), train_subset)
-    n_te = _prefix(len(raw.x_test), test_subset)
+    n_tr = _prefix(len(raw.x_train), train_subset, "resnet.train_subset")
+    n_te = _prefix(len(raw.x_test), test_subset, "resnet.test_subset")
     x_train, x_test = raw.x_train[:n_tr], raw.x_test[:n_te]
     mean, std = channel_stats(x_train)
     std = np.where(std > 0, std, 1.0)

@@ -18,6 +18,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from labaug.errors import CorruptFileError
 from labaug.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -52,16 +54,24 @@ def save_npz(raw: RawImages, path: str | os.PathLike[str]) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, x_train=raw.x_train, y_train=raw.y_train, x_test=raw.x_test,
                      y_test=raw.y_test, classes=np.array(raw.classes))
+        back = load_npz(tmp)   # verify after write: a file at ``path`` is always readable
+        if back.x_train.shape != raw.x_train.shape or back.x_test.shape != raw.x_test.shape:
+            raise CorruptFileError(tmp, "read back with other shapes than written")
 
 
 def load_npz(path: str | os.PathLike[str]) -> RawImages:
-    """Read data/raw/{dataset}.npz."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        return RawImages(
-            x_train=f["x_train"], y_train=f["y_train"].astype(np.int64),
-            x_test=f["x_test"], y_test=f["y_test"].astype(np.int64),
-            classes=tuple(str(c) for c in f["classes"]),
-        )
+    """Read data/raw/{dataset}.npz; an unreadable file raises CorruptFileError naming it."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as f:
+            return RawImages(
+                x_train=f["x_train"], y_train=f["y_train"].astype(np.int64),
+                x_test=f["x_test"], y_test=f["y_test"].astype(np.int64),
+                classes=tuple(str(c) for c in f["classes"]),
+            )
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
 
 
 # --- acquisition ---------------------------------------------------------------------------

@@ -23,9 +23,15 @@ A checkpoint written on CUDA resumes on the CPU too. Random draws come from gene
 device (the same draw code as the linear sweep, `labaug.train.linear.EpochDraws`); one
 host-to-device copy per epoch.
 
+An unreadable checkpoint is moved aside (``.corrupt``) with a warning and the run starts afresh;
+``<checkpoint>.lock`` (flock) keeps a second trainer off a checkpoint in use. Once the result is
+written, the checkpoint shrinks to the run's final state (metrics, no weights): a forced rerun of
+a finished run rebuilds its result from it in seconds.
+
 Failure injection (for testing failure handling): the environment variable ``LABAUG_INJECT_NAN``
-holds comma-separated ``dataset:method:seed:epoch`` entries; the matching run turns its loss into
-NaN at the first step of that (1-based) epoch and so fails with `NonFiniteLossError`.
+holds comma-separated ``dataset:method:seed:epoch`` entries, parsed strictly (a malformed entry is
+an error naming the variable); the matching run turns its loss into NaN at the first step of that
+(1-based) epoch and so fails with `NonFiniteLossError`.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from labaug.augment import partner_permutation
 from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
 from labaug.devices import Precision, resolve_device, resolve_precision
+from labaug.errors import CheckpointInUseError, quarantine
 from labaug.io import atomic_path
 from labaug.losses import one_hot, soft_cross_entropy
 from labaug.models import build_model
@@ -99,17 +106,137 @@ def checkpoint_path(output: str | os.PathLike[str], results_root: str = "results
     return out.with_name(out.stem + ".ckpt.pt")
 
 
+@dataclass(frozen=True)
+class NanInjection:
+    """One ``LABAUG_INJECT_NAN`` entry: this run turns its loss into NaN at this epoch."""
+
+    dataset: str
+    method: str
+    seed: int
+    epoch: int
+
+
+NAN_FORMAT = "comma-separated dataset:method:seed:epoch entries, e.g. cifar10:mixup:0:2"
+
+
+def parse_inject_nan(spec: str) -> list[NanInjection]:
+    """Parse ``LABAUG_INJECT_NAN`` strictly; a malformed entry raises ValueError naming it."""
+    out = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        fields = [f.strip() for f in entry.split(":")]
+        problem = ""
+        if len(fields) != 4:
+            problem = f"has {len(fields)} field{'s' if len(fields) != 1 else ''}, not 4"
+        elif not fields[0]:
+            problem = "the dataset is empty"
+        elif fields[1] not in augment.names():
+            problem = f"method {fields[1]!r} is not one of {', '.join(augment.names())}"
+        elif not fields[2].isdigit():
+            problem = f"seed {fields[2]!r} is not a whole number"
+        elif not fields[3].isdigit() or int(fields[3]) < 1:
+            problem = f"epoch {fields[3]!r} is not a whole number >= 1"
+        if problem:
+            raise ValueError(f"{NAN_ENV} entry {entry!r}: {problem}; {NAN_ENV} holds {NAN_FORMAT}")
+        out.append(NanInjection(fields[0], fields[1], int(fields[2]), int(fields[3])))
+    return out
+
+
+def unmatched_injections(entries: list[NanInjection], datasets: list[str], methods: list[str],
+                         seeds: list[int], epochs: int) -> list[str]:
+    """The ``LABAUG_INJECT_NAN`` entries that match no configured ResNet run, each saying why."""
+    problems = []
+    for e in entries:
+        name = f"{e.dataset}:{e.method}:{e.seed}:{e.epoch}"
+        if e.dataset not in datasets:
+            problems.append(f"{name}: dataset {e.dataset} is not in resnet.datasets "
+                            f"({', '.join(datasets) or 'empty'})")
+        elif e.method not in methods:
+            problems.append(f"{name}: method {e.method} has no ResNet run (configured: "
+                            f"{', '.join(methods)})")
+        elif e.seed not in seeds:
+            problems.append(f"{name}: seed {e.seed} is not in seeds ({', '.join(map(str, seeds))})")
+        elif e.epoch > epochs:
+            problems.append(f"{name}: epoch {e.epoch} is past the run's last epoch ({epochs})")
+    return problems
+
+
+def check_inject_nan(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """Raise ValueError, naming ``LABAUG_INJECT_NAN``, when an entry of it is malformed or
+    matches no ResNet run of ``config`` (the workflow calls it before any job)."""
+    spec = (os.environ if env is None else env).get(NAN_ENV, "")
+    if not spec.strip():
+        return
+    resnet = config["resnet"]
+    problems = unmatched_injections(
+        parse_inject_nan(spec), list(resnet["datasets"]),
+        augment.for_experiment(list(config["methods"]), "class_channels"),
+        [int(s) for s in config["seeds"]], int(resnet["epochs"] or config["optim"]["epochs"]))
+    if problems:
+        raise ValueError(f"{NAN_ENV} has entries that match no configured ResNet run:\n  - "
+                         + "\n  - ".join(problems))
+
+
 def injected_nan_epoch(run: ResNetRun, env: Mapping[str, str] | None = None) -> int | None:
     """The epoch at which ``LABAUG_INJECT_NAN`` asks this run to produce a NaN loss, if any."""
     spec = (os.environ if env is None else env).get(NAN_ENV, "")
-    for entry in filter(None, (e.strip() for e in spec.split(","))):
-        fields = entry.split(":")
-        if len(fields) != 4:
-            raise ValueError(f"{NAN_ENV} entry {entry!r} is not dataset:method:seed:epoch")
-        dataset, method, seed, epoch = fields
-        if (dataset, method, int(seed)) == (run.dataset, run.method, run.seed):
-            return int(epoch)
+    for e in parse_inject_nan(spec):
+        if (e.dataset, e.method, e.seed) == (run.dataset, run.method, run.seed):
+            return e.epoch
     return None
+
+
+@contextlib.contextmanager
+def checkpoint_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``<checkpoint>.lock`` (fcntl.flock) so two trainers never share one checkpoint; a
+    second trainer fails at once with CheckpointInUseError naming the holder's pid."""
+    import fcntl
+
+    lock = Path(str(checkpoint) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise CheckpointInUseError(
+                f"checkpoint {checkpoint} is in use by another trainer (pid {holder}, lock "
+                f"{lock})", fix="wait for that trainer to finish (it writes the same result), "
+                f"or stop it (kill {holder}), then rerun") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
+
+
+def load_checkpoint(ckpt: Path, run: ResNetRun) -> dict[str, Any] | None:
+    """The checkpoint's contents; an unreadable one is moved aside to ``.corrupt`` with a
+    warning naming it, and None is returned (the run starts afresh)."""
+    try:
+        state: dict[str, Any] = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "fingerprint" not in state or "epoch" not in state:
+            raise ValueError("not a labaug checkpoint")
+        return state
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is set aside, named
+        moved = quarantine(ckpt)
+        log.warning("%s: checkpoint %s is unreadable (%s: %s); moved it to %s and starting "
+                    "afresh", run, ckpt, type(err).__name__, err, moved)
+        return None
+
+
+def finalize_checkpoint(ckpt: str | os.PathLike[str]) -> None:
+    """Replace a finished run's checkpoint by its small final state (metrics, no weights), so a
+    forced rerun rebuilds the result in seconds instead of training again."""
+    path = Path(ckpt)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    final = {k: v for k, v in state.items() if k != "trainer"}
+    final["final"] = True
+    with atomic_path(path) as tmp:
+        torch.save(final, tmp)
+        torch.load(tmp, map_location="cpu", weights_only=True)   # verify after write
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -324,13 +451,21 @@ def train_resnet(
     metrics: dict[str, list[float]] = {"test_error": [], "train_loss": [], "train_error": []}
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.exists():
-        # On the CPU: generator states must stay CPU tensors; load_state_dict moves the rest.
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    # On the CPU: generator states must stay CPU tensors; load_state_dict moves the rest.
+    state = load_checkpoint(ckpt, run) if ckpt is not None else None
+    if state is not None:
         if state.get("fingerprint") != fingerprint:
             log.warning("%s: checkpoint %s is from different settings; starting afresh", run, ckpt)
         elif state["epoch"] > n_epochs:
             log.warning("%s: checkpoint %s is past epoch %d; starting afresh", run, ckpt, n_epochs)
+        elif "trainer" not in state and state["epoch"] == n_epochs:
+            metrics = {k: list(v) for k, v in state["metrics"].items()}
+            start = n_epochs
+            log.info("%s: training already finished (%d epochs); result rebuilt from the final "
+                     "state in %s, nothing retrained", run, n_epochs, ckpt)
+        elif "trainer" not in state:
+            log.warning("%s: checkpoint %s holds only the final state of a %d-epoch run; "
+                        "starting afresh for %d epochs", run, ckpt, state["epoch"], n_epochs)
         else:
             trainer.load_state_dict(state["trainer"])
             metrics = {k: list(v) for k, v in state["metrics"].items()}

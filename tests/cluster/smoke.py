@@ -47,28 +47,37 @@ def generated_sources(workdir: Path, datasets: Sequence[str] = IMAGE_DATASETS) -
 
 
 def write_overrides(workdir: Path, extra: Mapping[str, Any] | None = None) -> Path:
-    """``workdir/overrides.yaml``: generated data sources plus ``extra``; returns its path."""
+    """``workdir/overrides.yaml``: generated data sources, output_root ".", plus ``extra``;
+    returns its path."""
     path = workdir / "overrides.yaml"
     config = generated_sources(workdir, datasets=IMAGE_DATASETS)
+    # Each test has a scratch directory of its own: results/, figures/, ... at its top, not
+    # under the smoke preset's runs/smoke/.
+    config["output_root"] = "."
     config.update(extra or {})
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def command(workdir: Path, *args: str, repo: Path = REPO) -> list[str]:
-    """The snakemake command line for ``workdir`` (smoke preset + its overrides.yaml), running
-    the workflow of ``repo`` (this checkout by default)."""
+def command(workdir: Path, *args: str, repo: Path = REPO,
+            configs: Sequence[Path] = ()) -> list[str]:
+    """The snakemake command line for ``workdir`` (smoke preset + its overrides.yaml + ``configs``),
+    running the workflow of ``repo`` (this checkout by default); ``args`` (options, targets)
+    come first, so targets never follow --configfile."""
     overrides = workdir / "overrides.yaml"
     if not overrides.exists():
         write_overrides(workdir)
-    return [SNAKEMAKE, "-s", str(repo / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(repo / "presets" / "smoke.yaml"), str(overrides), *args]
+    return [SNAKEMAKE, *args, "-s", str(repo / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(repo / "presets" / "smoke.yaml"), str(overrides),
+            *(str(c) for c in configs)]
 
 
 def snakemake(workdir: Path, *args: str, env: Mapping[str, str] | None = None,
-              timeout: float = 900, repo: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """Run the workflow of ``repo`` in ``workdir`` on the smoke preset plus its overrides."""
-    cmd = command(workdir, *args, repo=repo)
+              timeout: float = 900, repo: Path = REPO,
+              configs: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the workflow of ``repo`` in ``workdir`` on the smoke preset plus its overrides (and
+    ``configs`` layered last)."""
+    cmd = command(workdir, *args, repo=repo, configs=configs)
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(env) if env is not None else None)

@@ -7,13 +7,14 @@ localrules:
 
 rule aggregate_linear:
     input:
-        linear_seed_files,
+        seeds=linear_seed_files,
+        damaged=DAMAGED,
     output:
-        "results/linear/{data}_{variance}.nc",
+        rooted("results/linear/{data}_{variance}.nc"),
     log:
-        "logs/aggregate/linear_{data}_{variance}.log",
+        rooted("logs/aggregate/linear_{data}_{variance}.log"),
     benchmark:
-        "logs/benchmarks/aggregate/linear_{data}_{variance}.tsv"
+        rooted("logs/benchmarks/aggregate/linear_{data}_{variance}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -22,5 +23,9 @@ rule aggregate_linear:
         runtime=10,
     params:
         experiment=lambda wildcards: linear_experiment(wildcards.data),
+        # The order of the experiment's methods (labaug.slices; the rerun trigger).
+        config=lambda wildcards: slices.methods_slice(
+            config, linear_experiment(wildcards.data)
+        ),
     script:
         "../scripts/aggregate.py"

@@ -3,6 +3,9 @@ from labaug import augment
 from labaug.captions import figure_caption
 from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
 from labaug.devices import device_summary, gpu_resources, resolve_device
+from labaug import slices
+from labaug.train.resnet import check_inject_nan
+from labaug.errors import quarantined
 
 
 wildcard_constraints:
@@ -52,8 +55,39 @@ if workflow.is_main_process:
         file=sys.stderr,
     )
 
-LINEAR_RESULT = "results/linear/{data}_{variance}/{method}/seed{seed}.nc"
-RESNET_RESULT = "results/resnet/{dataset}/{method}/seed{seed}.nc"
+# Every output lives under config `output_root` (default "." = results/, figures/, logs/ and
+# checkpoints/ in the working directory; each preset sets its own, e.g. runs/quick/), so runs of
+# different configs never read each other's results. data/raw/ is shared: raw data does not
+# depend on the preset (a changed source directory reruns fetch_raw through its params).
+OUTPUT_ROOT = config["output_root"]
+
+
+def rooted(path):
+    """``path`` (results/..., figures/..., logs/...) under config output_root."""
+    return path if OUTPUT_ROOT in (".", "") else f"{OUTPUT_ROOT}/{path}"
+
+
+LINEAR_RESULT = rooted("results/linear/{data}_{variance}/{method}/seed{seed}.nc")
+RESNET_RESULT = rooted("results/resnet/{dataset}/{method}/seed{seed}.nc")
+
+# LABAUG_INJECT_NAN (failure injection, labaug.train.resnet) is checked here, before any job: a
+# malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG.
+if workflow.is_main_process:
+    check_inject_nan(config)
+
+
+# Files a job found unreadable and moved aside (<file>.corrupt, labaug.jobs.logged_job). The
+# markers are inputs of the cheap rules after training (aggregates, figures, summary): a new
+# marker makes them rerun, and they in turn rebuild the missing file and what lies between
+# (Snakemake alone would not regenerate a missing intermediate file whose consumers exist, and
+# a figure would stay stale). Once rebuilt, they are newer than the markers.
+DAMAGED = [f"{p}.corrupt" for p in quarantined([rooted("results"), "data/raw"])]
+if workflow.is_main_process and DAMAGED:
+    print(
+        "labaug: rebuilding what depends on files moved aside as unreadable: "
+        + ", ".join(DAMAGED),
+        file=sys.stderr,
+    )
 
 
 def linear_experiment(data):
@@ -116,8 +150,8 @@ FIGURE_TABLE = {
         category="Synthetic data",
         needs=lambda: "zero" in config["variances"],
         inputs=lambda wc: {
-            "result": "results/linear/synthetic_zero.nc",
-            "theory": "results/theory/synthetic_zero.nc",
+            "result": rooted("results/linear/synthetic_zero.nc"),
+            "theory": rooted("results/theory/synthetic_zero.nc"),
         },
     ),
     "fig6": dict(
@@ -126,8 +160,8 @@ FIGURE_TABLE = {
         category="Synthetic data",
         needs=lambda: "low" in config["variances"],
         inputs=lambda wc: {
-            "result": "results/linear/synthetic_low.nc",
-            "theory": "results/theory/synthetic_low.nc",
+            "result": rooted("results/linear/synthetic_low.nc"),
+            "theory": rooted("results/theory/synthetic_low.nc"),
         },
     ),
     "theory": dict(
@@ -136,7 +170,7 @@ FIGURE_TABLE = {
         category="Synthetic data",
         needs=lambda: True,
         inputs=lambda wc: {
-            f"{kind}_{variance}": f"results/{folder}/synthetic_{variance}.nc"
+            f"{kind}_{variance}": rooted(f"results/{folder}/synthetic_{variance}.nc")
             for variance in config["variances"]
             for kind, folder in (("result", "linear"), ("theory", "theory"))
         },
@@ -168,7 +202,7 @@ FIGURE_TABLE = {
         category="ResNet-18",
         needs=lambda: bool(config["resnet"]["datasets"]),
         inputs=lambda wc: {
-            dataset: f"results/resnet/{dataset}.nc"
+            dataset: rooted(f"results/resnet/{dataset}.nc")
             for dataset in config["resnet"]["datasets"]
         },
     ),
@@ -178,7 +212,9 @@ FIGURE_TABLE = {
         category="ResNet-18",
         needs=lambda: bool(config["resnet"]["datasets"]),
         inputs=lambda wc: {
-            "example": f"results/resnet/{config['resnet']['datasets'][0]}_example.nc"
+            "example": rooted(
+                f"results/resnet/{config['resnet']['datasets'][0]}_example.nc"
+            )
         },
     ),
 }
@@ -187,7 +223,7 @@ FIGURE_TABLE = {
 def image_results(variance):
     """{dataset: results/linear/{dataset}_{variance}.nc}, in config image_datasets order."""
     return {
-        dataset: f"results/linear/{dataset}_{variance}.nc"
+        dataset: rooted(f"results/linear/{dataset}_{variance}.nc")
         for dataset in config["image_datasets"]
     }
 
@@ -195,7 +231,9 @@ def image_results(variance):
 def all_figures():
     """Every figure that the configured experiments produce."""
     return [
-        f"figures/{name}.pdf" for name, row in FIGURE_TABLE.items() if row["needs"]()
+        rooted(f"figures/{name}.pdf")
+        for name, row in FIGURE_TABLE.items()
+        if row["needs"]()
     ]
 
 
@@ -209,9 +247,11 @@ def summary_inputs(wildcards):
     files = {}
     for data in ["synthetic", *config["image_datasets"]]:
         for variance in config["variances"]:
-            files[f"linear_{data}_{variance}"] = f"results/linear/{data}_{variance}.nc"
+            files[f"linear_{data}_{variance}"] = rooted(
+                f"results/linear/{data}_{variance}.nc"
+            )
     for variance in config["variances"]:
-        files[f"theory_{variance}"] = f"results/theory/synthetic_{variance}.nc"
+        files[f"theory_{variance}"] = rooted(f"results/theory/synthetic_{variance}.nc")
     for dataset in config["resnet"]["datasets"]:
-        files[f"resnet_{dataset}"] = f"results/resnet/{dataset}.nc"
+        files[f"resnet_{dataset}"] = rooted(f"results/resnet/{dataset}.nc")
     return files

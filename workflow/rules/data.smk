@@ -13,9 +13,9 @@ rule fetch_raw:
     output:
         "data/raw/{dataset}.npz",
     log:
-        "logs/data/fetch_{dataset}.log",
+        rooted("logs/data/fetch_{dataset}.log"),
     benchmark:
-        "logs/benchmarks/data/fetch_{dataset}.tsv"
+        rooted("logs/benchmarks/data/fetch_{dataset}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -23,10 +23,7 @@ rule fetch_raw:
         mem_mb=4000,
         runtime=60,
     params:
-        # Rerun triggers: a different source directory or checksums means different data.
-        source=lambda wildcards: config["data_sources"].get(wildcards.dataset),
-        checksums=lambda wildcards: config.get("data_checksums", {}).get(
-            wildcards.dataset
-        ),
+        # Rerun trigger: a different source directory or checksums means different data.
+        config=lambda wildcards: slices.fetch_slice(config, wildcards.dataset),
     script:
         "../scripts/fetch_raw.py"

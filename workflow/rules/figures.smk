@@ -8,16 +8,17 @@ localrules:
 rule figure:
     input:
         unpack(figure_inputs),
+        damaged=DAMAGED,
     output:
         report(
-            "figures/{figure}.pdf",
+            rooted("figures/{figure}.pdf"),
             caption="../report/figure.rst",
             category=lambda wildcards: FIGURE_TABLE[wildcards.figure]["category"],
         ),
     log:
-        "logs/figures/{figure}.log",
+        rooted("logs/figures/{figure}.log"),
     benchmark:
-        "logs/benchmarks/figures/{figure}.tsv"
+        rooted("logs/benchmarks/figures/{figure}.tsv")
     wildcard_constraints:
         figure="|".join(FIGURE_TABLE),
     conda:
@@ -44,16 +45,17 @@ rule figure:
 rule summary:
     input:
         unpack(summary_inputs),
+        damaged=DAMAGED,
     output:
         report(
-            "results/summary.md",
+            rooted("results/summary.md"),
             caption="../report/summary.rst",
             category="Summary",
         ),
     log:
-        "logs/summary.log",
+        rooted("logs/summary.log"),
     benchmark:
-        "logs/benchmarks/summary.tsv"
+        rooted("logs/benchmarks/summary.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1

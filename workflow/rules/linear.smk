@@ -8,9 +8,9 @@ rule linear_sweep:
     output:
         LINEAR_RESULT,
     log:
-        "logs/linear/{data}_{variance}/{method}/seed{seed}.log",
+        rooted("logs/linear/{data}_{variance}/{method}/seed{seed}.log"),
     benchmark:
-        "logs/benchmarks/linear/{data}_{variance}/{method}/seed{seed}.tsv"
+        rooted("logs/benchmarks/linear/{data}_{variance}/{method}/seed{seed}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -18,6 +18,12 @@ rule linear_sweep:
         **LINEAR_GPU,
         mem_mb=2000,
         runtime=60,
+    params:
+        # The configuration this job depends on (labaug.slices): Snakemake's params trigger
+        # reruns it when this slice changes, and only then; the job reads nothing else.
+        config=lambda wildcards: slices.linear_slice(
+            config, wildcards.data, wildcards.variance, wildcards.method
+        ),
     script:
         "../scripts/train_linear.py"
 
@@ -28,11 +34,11 @@ rule pair_difficulty:
     input:
         raw="data/raw/{dataset}.npz",
     output:
-        "results/pairs/{dataset}.nc",
+        rooted("results/pairs/{dataset}.nc"),
     log:
-        "logs/pairs/{dataset}.log",
+        rooted("logs/pairs/{dataset}.log"),
     benchmark:
-        "logs/benchmarks/pairs/{dataset}.tsv"
+        rooted("logs/benchmarks/pairs/{dataset}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -40,6 +46,7 @@ rule pair_difficulty:
         mem_mb=4000,
         runtime=240,
     params:
-        optim=config["optim"],
+        # The protocol's optimizer and the first seed (labaug.slices.pairs_slice).
+        config=slices.pairs_slice(config),
     script:
         "../scripts/pair_difficulty.py"

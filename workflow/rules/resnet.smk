@@ -14,9 +14,9 @@ rule train_resnet:
     output:
         RESNET_RESULT,
     log:
-        "logs/resnet/{dataset}/{method}/seed{seed}.log",
+        rooted("logs/resnet/{dataset}/{method}/seed{seed}.log"),
     benchmark:
-        "logs/benchmarks/resnet/{dataset}/{method}/seed{seed}.tsv"
+        rooted("logs/benchmarks/resnet/{dataset}/{method}/seed{seed}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -27,21 +27,26 @@ rule train_resnet:
     params:
         # resnet.device as resolved once for the whole DAG (common.smk): cpu or cuda.
         device=RESNET_DEVICE,
+        # The configuration this run depends on (labaug.slices; the rerun trigger). How it
+        # runs (resnet.checkpoint_minutes, runs_per_gpu) is not part of it.
+        config=lambda wildcards: slices.resnet_slice(config, wildcards.method),
     # The job resumes from checkpoints/resnet/... (labaug.train.resnet.checkpoint_path);
-    # not an output, since Snakemake deletes the outputs of a failed job.
+    # not an output, since Snakemake deletes the outputs of a failed job. A finished run keeps
+    # its final state there, so a rerun rebuilds the result without training.
     script:
         "../scripts/train_resnet.py"
 
 
 rule aggregate_resnet:
     input:
-        resnet_seed_files,
+        seeds=resnet_seed_files,
+        damaged=DAMAGED,
     output:
-        "results/resnet/{dataset}.nc",
+        rooted("results/resnet/{dataset}.nc"),
     log:
-        "logs/aggregate/resnet_{dataset}.log",
+        rooted("logs/aggregate/resnet_{dataset}.log"),
     benchmark:
-        "logs/benchmarks/aggregate/resnet_{dataset}.tsv"
+        rooted("logs/benchmarks/aggregate/resnet_{dataset}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -50,6 +55,7 @@ rule aggregate_resnet:
         runtime=10,
     params:
         experiment="class_channels",
+        config=slices.methods_slice(config, "class_channels"),
     script:
         "../scripts/aggregate.py"
 
@@ -58,16 +64,18 @@ rule class_channel_example:
     input:
         raw="data/raw/{dataset}.npz",
     output:
-        "results/resnet/{dataset}_example.nc",
+        rooted("results/resnet/{dataset}_example.nc"),
     log:
-        "logs/resnet/{dataset}_example.log",
+        rooted("logs/resnet/{dataset}_example.log"),
     benchmark:
-        "logs/benchmarks/resnet/{dataset}_example.tsv"
+        rooted("logs/benchmarks/resnet/{dataset}_example.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        config=slices.example_slice(config),
     script:
         "../scripts/class_channel_example.py"

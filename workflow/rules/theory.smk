@@ -4,16 +4,19 @@
 
 rule theory:
     output:
-        "results/theory/synthetic_{variance}.nc",
+        rooted("results/theory/synthetic_{variance}.nc"),
     log:
-        "logs/theory/synthetic_{variance}.log",
+        rooted("logs/theory/synthetic_{variance}.log"),
     benchmark:
-        "logs/benchmarks/theory/synthetic_{variance}.tsv"
+        rooted("logs/benchmarks/theory/synthetic_{variance}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        # The configuration this job depends on (labaug.slices; the rerun trigger).
+        config=lambda wildcards: slices.theory_slice(config, wildcards.variance),
     script:
         "../scripts/theory.py"

@@ -1,10 +1,10 @@
 # Thin adapter: per-seed result files -> one experiment file.
-from labaug.jobs import aggregate_job, setup_logging
+from labaug.jobs import aggregate_job, logged_job
 
-setup_logging(snakemake.log[0])
-aggregate_job(
-    snakemake.config,
-    list(snakemake.input),
-    snakemake.output[0],
-    experiment=snakemake.params.experiment,
-)
+with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
+    aggregate_job(
+        snakemake.params.config,
+        list(snakemake.input.seeds),
+        snakemake.output[0],
+        experiment=snakemake.params.experiment,
+    )

@@ -1,5 +1,11 @@
 # Thin adapter: acquire one raw dataset (local source, else download) -> data/raw/{dataset}.npz.
-from labaug.jobs import fetch_job, setup_logging
+# allow_download decides whether a download may happen, not what the data is: no rerun trigger.
+from labaug.jobs import fetch_job, logged_job
 
-setup_logging(snakemake.log[0])
-fetch_job(snakemake.config, snakemake.wildcards.dataset, snakemake.output[0])
+with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
+    fetch_job(
+        snakemake.params.config,
+        snakemake.wildcards.dataset,
+        snakemake.output[0],
+        allow_download=snakemake.config["allow_download"],
+    )

@@ -1,5 +1,7 @@
-# Thin adapter: draw one figure (params.draw names the labaug.plots function) from result files.
-from labaug.jobs import figure_job, setup_logging
+# Thin adapter: draw one figure (params.draw names the labaug.plots function) from result files
+# (input `damaged`, the markers of files moved aside as unreadable, only triggers reruns).
+from labaug.jobs import figure_job, logged_job
 
-setup_logging(snakemake.log[0])
-figure_job(snakemake.params.draw, dict(snakemake.input), snakemake.output[0])
+with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
+    inputs = {k: v for k, v in snakemake.input.items() if k != "damaged"}
+    figure_job(snakemake.params.draw, inputs, snakemake.output[0])

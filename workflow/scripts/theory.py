@@ -1,5 +1,5 @@
 # Thin adapter: exact minimizers for one synthetic variant -> labaug.jobs.theory_job.
-from labaug.jobs import setup_logging, theory_job
+from labaug.jobs import logged_job, theory_job
 
-setup_logging(snakemake.log[0])
-theory_job(snakemake.config, snakemake.wildcards.variance, snakemake.output[0])
+with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
+    theory_job(snakemake.params.config, snakemake.wildcards.variance, snakemake.output[0])

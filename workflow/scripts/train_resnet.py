@@ -1,15 +1,19 @@
-# Thin adapter: one ResNet-18 run (dataset, method, seed) -> labaug.jobs.resnet_job.
-from labaug.jobs import resnet_job, setup_logging
+# Thin adapter: one ResNet-18 run (dataset, method, seed) -> labaug.jobs.resnet_job. It reads its
+# config slice; checkpoint_minutes and the device setting change how it runs, not its numbers,
+# so they come from the config without being rerun triggers.
+from labaug.jobs import logged_job, resnet_job
 
-setup_logging(snakemake.log[0])
-resnet_job(
-    snakemake.config,
-    dataset=snakemake.wildcards.dataset,
-    method=snakemake.wildcards.method,
-    seed=int(snakemake.wildcards.seed),
-    out=snakemake.output[0],
-    raw_path=snakemake.input.raw,
-    threads=snakemake.threads,
-    device=snakemake.params.device,
-    rule=snakemake.rule,
-)
+with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
+    resnet_job(
+        snakemake.params.config,
+        dataset=snakemake.wildcards.dataset,
+        method=snakemake.wildcards.method,
+        seed=int(snakemake.wildcards.seed),
+        out=snakemake.output[0],
+        raw_path=snakemake.input.raw,
+        threads=snakemake.threads,
+        device=snakemake.params.device,
+        rule=snakemake.rule,
+        checkpoint_minutes=snakemake.config["resnet"]["checkpoint_minutes"],
+        device_setting=snakemake.config["resnet"]["device"],
+    )

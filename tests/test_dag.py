@@ -1,0 +1,136 @@
+"""The DAG tracks what was asked: a config edit reruns exactly the jobs that depend on it, and
+each preset writes under its own output root (dry runs on the finished smoke run)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labaug.augment import for_experiment
+from tests.cluster.smoke import REPO, SNAKEMAKE, snakemake
+from tests.conftest import merged_config
+
+pytestmark = pytest.mark.slow
+
+SMOKE = merged_config("smoke")
+Job = tuple[str, str]   # (rule, first output)
+
+
+def planned(workdir: Path, edit: dict[str, Any] | None = None,
+            tmp: Path | None = None, *targets: str) -> tuple[set[Job], str]:
+    """The jobs a dry run in ``workdir`` lists after layering ``edit`` on its config, and the
+    dry run's output."""
+    configs = []
+    if edit is not None:
+        assert tmp is not None
+        path = tmp / "edit.yaml"
+        path.write_text(yaml.safe_dump(edit))
+        configs.append(path)
+    proc = snakemake(workdir, "-n", "--cores", "1", *targets, configs=configs, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: ([^,\n]+)",
+                          proc.stdout, flags=re.M))
+    return {(rule, output) for rule, output in jobs if rule != "all"}, out
+
+
+def methods(experiment: str) -> list[str]:
+    """The smoke run's methods of ``experiment``."""
+    return for_experiment(SMOKE["methods"], experiment)
+
+
+def linear_jobs(data: list[str], variances: list[str]) -> set[Job]:
+    """Every per-seed linear job of these data and variants."""
+    return {("linear_sweep", f"results/linear/{d}_{v}/{m}/seed{s}.nc")
+            for d in data for v in variances
+            for m in methods("synthetic" if d == "synthetic" else "binary_images")
+            for s in SMOKE["seeds"]}
+
+
+def downstream(data: list[str], variances: list[str], figures: list[str],
+               theory: tuple[str, ...] = ()) -> set[Job]:
+    """Aggregates, theory, figures and summary that follow from these linear jobs."""
+    return ({("aggregate_linear", f"results/linear/{d}_{v}.nc") for d in data for v in variances}
+            | {("theory", f"results/theory/synthetic_{v}.nc") for v in theory}
+            | {("figure", f"figures/{f}.pdf") for f in figures}
+            | {("summary", "results/summary.md")})
+
+
+IMAGES = list(SMOKE["image_datasets"])
+RESNET: set[Job] = ({("train_resnet", f"results/resnet/cifar10/{m}/seed{s}.nc")
+                     for m in methods("class_channels") for s in SMOKE["seeds"]}
+                    | {("aggregate_resnet", "results/resnet/cifar10.nc"),
+                       ("figure", "figures/fig4.pdf"), ("summary", "results/summary.md")})
+
+# (edit, the jobs it must rerun: exactly these)
+EDITS: dict[str, tuple[dict[str, Any], Callable[[], set[Job]]]] = {
+    "synthetic.gamma": ({"synthetic": {"gamma": 0.6}}, lambda: (
+        linear_jobs(["synthetic"], ["zero", "low"])
+        | downstream(["synthetic"], ["zero", "low"], ["fig1", "fig6", "theory"],
+                     theory=("zero", "low")))),
+    "image.gamma": ({"image": {"gamma": 0.4}}, lambda: (
+        linear_jobs(IMAGES, ["zero", "low"])
+        | downstream(IMAGES, ["zero", "low"], ["fig2", "fig3", "fig7"]))),
+    # The smoke preset sets resnet.epochs, so optim.epochs reaches only the linear sweeps.
+    "optim.epochs": ({"optim": {"epochs": 4}}, lambda: (
+        linear_jobs(["synthetic", *IMAGES], ["zero", "low"])
+        | downstream(["synthetic", *IMAGES], ["zero", "low"],
+                     ["fig1", "fig6", "theory", "fig2", "fig3", "fig7"]))),
+    "low_noise": ({"low_noise": 0.2}, lambda: (
+        linear_jobs(["synthetic", *IMAGES], ["low"])
+        | downstream(["synthetic", *IMAGES], ["low"], ["fig6", "fig7", "theory"],
+                     theory=("low",)))),
+    "resnet.width": ({"resnet": {"width": 3}}, lambda: RESNET),
+    # How a run goes, not what it computes: nothing reruns.
+    "resnet.checkpoint_minutes": ({"resnet": {"checkpoint_minutes": 5}}, set),
+}
+
+
+@pytest.mark.parametrize("key", list(EDITS))
+def test_a_config_edit_reruns_exactly_the_jobs_that_depend_on_it(
+        smoke_run: Path, tmp_path: Path, key: str) -> None:
+    edit, expected = EDITS[key]
+    jobs, out = planned(smoke_run, edit, tmp_path)
+    want = expected()
+    assert jobs == want, (f"{key}: extra {sorted(jobs - want)[:5]}, "
+                          f"missing {sorted(want - jobs)[:5]}")
+    if not want:
+        assert "Nothing to be done" in out
+        return
+    # The training jobs say why: their config slice changed, old and new value shown.
+    leaf = key.split(".")[-1]
+    reasons = re.findall(r"reason: Params have changed since last execution: (.*)", out)
+    assert reasons and all(f"'{leaf}'" in r for r in reasons), reasons[:1]
+
+
+def test_each_preset_writes_under_its_own_root(tmp_path: Path) -> None:
+    for preset in ("quick", "smoke"):
+        root = yaml.safe_load((REPO / "presets" / f"{preset}.yaml").read_text())["output_root"]
+        assert root == f"runs/{preset}"
+        workdir = tmp_path / preset
+        workdir.mkdir()
+        proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "-s", str(REPO / "Snakefile"),
+                               "-d", str(workdir), "--configfile",
+                               str(REPO / "presets" / f"{preset}.yaml")],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs = re.findall(r"^    output: (.*)$", proc.stdout, flags=re.M)
+        files = [f for line in outputs for f in line.split(", ")]
+        assert files and all(f.startswith(f"{root}/") or f.startswith("data/raw/")
+                             for f in files), [f for f in files if not f.startswith(root)][:5]
+
+
+def test_another_output_root_reuses_no_result(smoke_run: Path, tmp_path: Path) -> None:
+    # Same directory, same config, another root: every job is planned again under that root,
+    # none is satisfied by the results/ of the finished run.
+    jobs, _ = planned(smoke_run, {"output_root": "runs/other"}, tmp_path)
+    every, _ = planned(smoke_run, None, None, "--forceall")
+    assert {rule for rule, _ in jobs} == {rule for rule, _ in every} - {"fetch_raw"}
+    assert all(output.startswith("runs/other/") for _, output in jobs)
+    assert len(jobs) == len(every) - sum(rule == "fetch_raw" for rule, _ in every)
