@@ -1,15 +1,23 @@
-"""Report captions: workflow/report/{figure}.rst rendered with the config and the methods shown.
+"""Report captions: workflow/report/{figure}.rst rendered with the configuration that built the
+figure and the methods it shows.
 
-Each caption is a Jinja template. It sees ``snakemake.config`` (the run's config, as in a
-Snakemake caption) and ``methods``: one entry per configured method that the figure's
-experiment runs (`labaug.augment`), with its title, hyperparameter, summary, grid and ResNet
-value, so no caption names the methods itself.
+Each caption is a Jinja template. It sees ``snakemake.config`` and ``methods``: one entry per
+configured method that the figure's experiment runs (`labaug.augment`), with its title,
+hyperparameter, summary, grid and ResNet value, so no caption names the methods itself.
+
+The config a caption states is the one stored in the provenance of the figure's result files
+(``config``: the union of the config slices of the jobs that made them, and their seeds), laid
+over the workflow's config for anything the slices do not hold; so the report describes what
+built each figure, not what `snakemake --report` was given. `ProvenanceCaption` renders it
+only when the report asks (it is no Snakemake rerun trigger).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,3 +52,64 @@ def figure_caption(figure: str, experiment: augment.Experiment, config: Mapping[
     template = env.from_string(path.read_text())
     return template.render(snakemake=SimpleNamespace(config=config),
                            methods=caption_methods(config, experiment))
+
+
+def built_config(config: Mapping[str, Any], files: Sequence[str | os.PathLike[str]]
+                 ) -> tuple[dict[str, Any], list[str]]:
+    """``config`` with the provenance config of each existing result file laid over it, and the
+    seeds those files hold; also the files that had no provenance config (none: all had)."""
+    import xarray as xr
+
+    from labaug.results import merge_configs
+
+    parts: list[dict[str, Any]] = []
+    seeds: set[int] = set()
+    missing: list[str] = []
+    for path in files:
+        try:
+            with xr.open_dataset(path) as ds:
+                if "config" not in ds.attrs:
+                    missing.append(str(path))
+                    continue
+                parts.append(json.loads(str(ds.attrs["config"])))
+                if "seed" in ds.coords:
+                    seeds.update(int(v) for v in ds["seed"].values)
+        except (OSError, ValueError) as err:
+            log.warning("caption: cannot read %s (%s); using the workflow config", path, err)
+            missing.append(str(path))
+    merged = merge_configs([dict(config), *parts])
+    merged.pop("methods", None)              # a theory slice's solvable methods are not the
+    merged["methods"] = list(config["methods"])  # figure's; the files' methods are in config
+    if seeds:
+        merged["seeds"] = sorted(seeds)
+    return merged, missing
+
+
+class ProvenanceCaption:
+    """A figure's caption, rendered when the report prints it, from its result files' provenance.
+
+    Its repr is constant, so Snakemake's params record neither triggers reruns nor changes when
+    a caption template is edited; the object pickles into the figure job like any parameter.
+    """
+
+    def __init__(self, figure: str, experiment: augment.Experiment, config: Mapping[str, Any],
+                 basedir: str | os.PathLike[str], files: Sequence[str]) -> None:
+        self.figure, self.experiment = figure, experiment
+        self.config = json.loads(json.dumps(config, default=str))
+        self.basedir, self.files = str(basedir), list(files)
+
+    def __repr__(self) -> str:
+        """Constant: this is no rerun trigger."""
+        return f"ProvenanceCaption({self.figure!r})"
+
+    def __str__(self) -> str:
+        """The caption for the configuration that built the figure's result files."""
+        existing = [f for f in self.files if Path(f).exists()]
+        config, missing = built_config(self.config, existing)
+        text = figure_caption(self.figure, self.experiment, config, self.basedir)
+        source = ("the provenance of its result files" if existing and not missing
+                  else "the workflow's config (no result file with provenance was found)")
+        return text + f"\n\n*This caption states the configuration read from {source}.*\n"
+
+
+log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from labaug.config import (
     Method,
     ResNetConfig,
     Variance,
-    config_sha256,
     grid_config,
     optim_config,
     synthetic_config,
@@ -167,7 +166,7 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
         variables["pixel_ratio"] = (pixel_ratio(result.weights),
                                     "|w_1| / ||w_2:||, identifying pixel weight over the rest")
     ds = linear_job_dataset(method, seed, result.hp_values, result.weights, variables,
-                            provenance(config_sha256(part), seed=seed, device=device))
+                            provenance(part, seed=seed, device=device))
     ds.attrs.update({"data": data, "variance": variance})
     if data != "synthetic":
         ds.attrs.update({"class_pair": dataset.classes,
@@ -289,7 +288,7 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
                             "from the dominant class of the (augmented) target"),
         }
         trainer = trainers[0]
-        attrs = provenance(config_sha256(part), seed=seed, device=resolved,
+        attrs = provenance(part, seed=seed, device=resolved,
                            precision=trainer.precision)
         attrs.update({"device_setting": device_setting, "compiled": int(trainer.compiled),
                       "dataset": dataset,
@@ -342,7 +341,7 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
             "test_input": (in_dims, test_input.astype(np.float64),
                            {"long_name": "test input: image and all-zero channels"}),
         },
-        attrs={**provenance(config_sha256(part), seed=seed), "dataset": dataset,
+        attrs={**provenance(part, seed=seed), "dataset": dataset,
                "index": index, "label": label, "class_name": data.classes[label],
                "class_channel_sigma": data.sigma},
     )
@@ -378,7 +377,7 @@ def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> 
     ds = theory_dataset(synthetic_config(part["synthetic"]), part["methods"],
                         {m: grid_config(g) for m, g in part["grids"].items()},
                         float(part.get("low_noise", 0.0)), variance, tcfg)
-    ds.attrs.update(provenance(config_sha256(part), seed=tcfg.seed, device="cpu"))
+    ds.attrs.update(provenance(part, seed=tcfg.seed, device="cpu"))
     ds.attrs.update({"data": "synthetic"})
     write_netcdf(ds, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
@@ -410,7 +409,7 @@ def pair_difficulty_job(config: Mapping[str, Any], dataset: str, raw_path: PathL
     seed = int(part["seeds"][0])
     torch.set_num_threads(1)
     ds = pair_difficulty(load_npz(raw_path), optim_config(part["optim"]), seed=seed)
-    ds.attrs.update({**provenance(config_sha256(part), seed=seed, device="cpu"),
+    ds.attrs.update({**provenance(part, seed=seed, device="cpu"),
                      "dataset": dataset})
     write_netcdf(ds, out)
     log.info("%s class pairs, hardest first:\n%s", dataset, difficulty_table(ds))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -41,17 +42,25 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def provenance(cfg: Config | str, seed: int | None = None, device: str = "cpu",
-               precision: str = "fp32") -> dict[str, Any]:
+def provenance(cfg: Config | Mapping[str, Any] | str, seed: int | None = None,
+               device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
     """Attributes every result file carries (DESIGN.md): version, commit, config hash (``cfg``: a
-    Config, or the hash of the config slice the job depends on, `labaug.slices`), the device
-    it was computed on (cpu or cuda), that device's hardware name, the precision, ..."""
+    Config, the config slice the job depends on (`labaug.slices`; then the slice itself is
+    stored too, as JSON in ``config``, for the captions), or its hash), the device it was
+    computed on (cpu or cuda), that device's hardware name, the precision, ..."""
+    from labaug.config import config_sha256
     from labaug.devices import device_name
 
+    if isinstance(cfg, str):
+        sha = cfg
+    elif isinstance(cfg, Config):
+        sha = cfg.sha256
+    else:
+        sha = config_sha256(cfg)
     attrs: dict[str, Any] = {
         "labaug_version": labaug.__version__,
         "git_commit": git_commit(),
-        "config_sha256": cfg if isinstance(cfg, str) else cfg.sha256,
+        "config_sha256": sha,
         "torch_version": torch.__version__,
         "device": device,
         "device_name": device_name(device),
@@ -60,7 +69,21 @@ def provenance(cfg: Config | str, seed: int | None = None, device: str = "cpu",
     }
     if seed is not None:
         attrs["seed"] = int(seed)
+    if isinstance(cfg, Mapping) and not isinstance(cfg, Config):
+        attrs["config"] = json.dumps(cfg, sort_keys=True, default=str)
     return attrs
+
+
+def merge_configs(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Deep-merge config slices (later ones win on a conflict; slices of one run agree)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+                out[key] = merge_configs([out[key], value])
+            else:
+                out[key] = dict(value) if isinstance(value, Mapping) else value
+    return out
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
@@ -168,6 +191,10 @@ def aggregate_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathL
     if methods is not None:
         combined = combined.sel({METHOD_DIM: list(methods)})
     combined.attrs.update({k: first[k] for k in PROVENANCE_KEYS if k in first})
+    # The union of the jobs' config slices: what built this file (labaug.captions reads it).
+    slices_ = [json.loads(p.attrs["config"]) for p in parts if "config" in p.attrs]
+    if slices_:
+        combined.attrs["config"] = json.dumps(merge_configs(slices_), sort_keys=True)
     combined.attrs["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     combined.attrs["seeds"] = np.asarray(combined["seed"].values, dtype=np.int64)
     write_netcdf(combined, out)

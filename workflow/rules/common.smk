@@ -1,6 +1,6 @@
 # Input functions and shared settings for every rule file.
 from labaug import augment
-from labaug.captions import figure_caption
+from labaug.captions import ProvenanceCaption
 from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
 from labaug.devices import device_summary, gpu_resources, resolve_device
 from labaug import slices

@@ -29,13 +29,15 @@ rule figure:
         runtime=10,
     params:
         draw=lambda wildcards: FIGURE_TABLE[wildcards.figure]["draw"],
-        # The caption, rendered from workflow/report/{figure}.rst with the config and the
-        # methods the figure shows (labaug.captions); `snakemake --report` prints it.
-        caption=lambda wildcards: figure_caption(
+        # The caption, rendered from workflow/report/{figure}.rst with the configuration in
+        # the provenance of the figure's result files and the methods it shows
+        # (labaug.captions); `snakemake --report` prints it. Not a rerun trigger.
+        caption=lambda wildcards: ProvenanceCaption(
             wildcards.figure,
             FIGURE_TABLE[wildcards.figure]["experiment"],
             config,
             workflow.basedir,
+            list(figure_inputs(wildcards).values()),
         ),
     script:
         "../scripts/figure.py"
