@@ -85,6 +85,49 @@ def built_config(config: Mapping[str, Any], files: Sequence[str | os.PathLike[st
     return merged, missing
 
 
+PAPER_METHODS = ("label_smoothing", "mixup")
+"""The label augmentations the paper's claims are about (others, e.g. CutMix, are reported too)."""
+
+
+def claim_lines(path: str | os.PathLike[str], claims: Sequence[tuple[str, str]]) -> list[str]:
+    """One line per (method, claim): where the run puts the method on the claimed side of weight
+    decay. Sweeps: at how many nonzero grid points; class channels: at the final epoch."""
+    import numpy as np
+    import xarray as xr
+
+    from labaug.results import METHOD_DIM
+
+    out: list[str] = []
+    with xr.open_dataset(path) as ds:
+        if METHOD_DIM not in ds.dims or "weight_decay" not in ds[METHOD_DIM].values:
+            return out
+        name = Path(path).stem
+        for variable, side in claims:
+            if variable not in ds or "seed" not in ds[variable].dims:
+                continue            # e.g. the exact minimizers: no trained runs
+            base = ds[variable].sel({METHOD_DIM: "weight_decay"}).mean("seed")
+            for method in [str(m) for m in ds[METHOD_DIM].values if m != "weight_decay"]:
+                mean = ds[variable].sel({METHOD_DIM: method}).mean("seed")
+                sign = 1.0 if side == "above" else -1.0
+                title = augment.get(method).title if method in augment.names() else method
+                claim = "" if method in PAPER_METHODS else " (not in the paper)"
+                if "epoch" in mean.dims:
+                    last, ref = float(mean.isel(epoch=-1)), float(base.isel(epoch=-1))
+                    verdict = "agrees" if sign * (last - ref) > 0 else "does NOT agree"
+                    out.append(f"- {name}: {title}{claim} final {variable} {last:.3g} against "
+                               f"weight decay's {ref:.3g}: {verdict}")
+                    continue
+                n = min(mean.sizes["hp"], base.sizes["hp"])
+                diff = sign * (mean.values[1:n] - base.values[1:n])
+                diff = diff[~np.isnan(diff)]
+                agree = int(np.sum(diff > 0))
+                out.append(f"- {name}: {title}{claim} {variable} {side} weight decay's at "
+                           f"{agree} of {len(diff)} nonzero grid points"
+                           + ("" if agree == len(diff) else " (the claim does NOT hold at the "
+                              "others)"))
+    return out
+
+
 class ProvenanceCaption:
     """A figure's caption, rendered when the report prints it, from its result files' provenance.
 
@@ -93,10 +136,12 @@ class ProvenanceCaption:
     """
 
     def __init__(self, figure: str, experiment: augment.Experiment, config: Mapping[str, Any],
-                 basedir: str | os.PathLike[str], files: Sequence[str]) -> None:
+                 basedir: str | os.PathLike[str], files: Sequence[str],
+                 claims: Sequence[tuple[str, str]] = ()) -> None:
         self.figure, self.experiment = figure, experiment
         self.config = json.loads(json.dumps(config, default=str))
         self.basedir, self.files = str(basedir), list(files)
+        self.claims = [(str(v), str(side)) for v, side in claims]
 
     def __repr__(self) -> str:
         """Constant: this is no rerun trigger."""
@@ -109,6 +154,10 @@ class ProvenanceCaption:
         text = figure_caption(self.figure, self.experiment, config, self.basedir)
         source = ("the provenance of its result files" if existing and not missing
                   else "the workflow's config (no result file with provenance was found)")
+        lines = [line for path in existing for line in claim_lines(path, self.claims)]
+        if lines:
+            text += ("\n\n*What this run shows* (mean over seeds, compared with weight decay "
+                     "at the same grid point or epoch):\n\n" + "\n".join(lines))
         return text + f"\n\n*This caption states the configuration read from {source}.*\n"
 
 

@@ -60,3 +60,21 @@ def test_without_result_files_the_caption_falls_back_to_the_config(tmp_path: Pat
     text = str(ProvenanceCaption("fig1", "synthetic", config, REPO, [str(tmp_path / "no.nc")]))
     assert f"{config['synthetic']['n_train']} training" in text
     assert "workflow's config" in text
+
+
+def test_the_caption_counts_where_the_run_agrees_with_the_claim(tmp_path: Path) -> None:
+    from labaug.results import METHOD_DIM
+
+    hp = np.arange(4)
+    values = np.array([[[1.0], [1.0], [1.0], [1.0]],      # weight decay
+                       [[1.0], [2.0], [0.5], [3.0]]])     # label smoothing: above at 2 of 3
+    ds = xr.Dataset({"test_error": ((METHOD_DIM, "hp", "seed"), values)},
+                    coords={METHOD_DIM: ["weight_decay", "label_smoothing"], "hp": hp,
+                            "seed": [0]})
+    ds.to_netcdf(tmp_path / "sweep.nc")
+    from labaug.captions import claim_lines
+
+    lines = claim_lines(tmp_path / "sweep.nc", [("test_error", "above")])
+    assert lines == ["- sweep: Label smoothing test_error above weight decay's at 2 of 3 "
+                     "nonzero grid points (the claim does NOT hold at the others)"]
+    assert claim_lines(tmp_path / "sweep.nc", [("test_error", "below")])[0].count("1 of 3")

@@ -138,6 +138,8 @@ def raw_source_files(wildcards):
 
 
 # One row per figure target figures/{name}.pdf:
+#   claims:    (variable, side): the paper says label smoothing and Mixup lie on that side of
+#              weight decay; the caption counts where this run agrees (labaug.captions)
 #   experiment: the registry's experiment whose methods it shows (labaug.augment)
 #   draw:      the function of labaug.plots that draws it
 #   category:  its section of `snakemake --report`
@@ -145,6 +147,7 @@ def raw_source_files(wildcards):
 #   inputs:    an input function of the wildcards -> {argument of draw: result file}
 FIGURE_TABLE = {
     "fig1": dict(
+        claims=[("w_high_norm", "below")],
         experiment="synthetic",
         draw="fig1",
         category="Synthetic data",
@@ -155,6 +158,7 @@ FIGURE_TABLE = {
         },
     ),
     "fig6": dict(
+        claims=[("w_high_norm", "below")],
         experiment="synthetic",
         draw="fig6",
         category="Synthetic data",
@@ -165,6 +169,7 @@ FIGURE_TABLE = {
         },
     ),
     "theory": dict(
+        claims=[],
         experiment="synthetic",
         draw="theory_comparison",
         category="Synthetic data",
@@ -176,6 +181,7 @@ FIGURE_TABLE = {
         },
     ),
     "fig2": dict(
+        claims=[("test_error", "above")],
         experiment="binary_images",
         draw="fig2",
         category="Binary images",
@@ -183,6 +189,7 @@ FIGURE_TABLE = {
         inputs=lambda wc: image_results("zero"),
     ),
     "fig3": dict(
+        claims=[("pixel_ratio", "above")],
         experiment="binary_images",
         draw="fig3",
         category="Binary images",
@@ -190,6 +197,7 @@ FIGURE_TABLE = {
         inputs=lambda wc: image_results("zero"),
     ),
     "fig7": dict(
+        claims=[("test_error", "above"), ("pixel_ratio", "above")],
         experiment="binary_images",
         draw="fig7",
         category="Binary images",
@@ -197,6 +205,7 @@ FIGURE_TABLE = {
         inputs=lambda wc: image_results("low"),
     ),
     "fig4": dict(
+        claims=[("test_error", "above")],
         experiment="class_channels",
         draw="fig4",
         category="ResNet-18",
@@ -207,6 +216,7 @@ FIGURE_TABLE = {
         },
     ),
     "fig5": dict(
+        claims=[],
         experiment="class_channels",
         draw="fig5",
         category="ResNet-18",

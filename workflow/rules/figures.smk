@@ -38,6 +38,7 @@ rule figure:
             config,
             workflow.basedir,
             list(figure_inputs(wildcards).values()),
+            FIGURE_TABLE[wildcards.figure]["claims"],
         ),
     script:
         "../scripts/figure.py"
