@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -107,11 +107,6 @@ class ResNetConfig:
     runs_per_gpu: int                # GPU jobs sharing one GPU on a workstation
     checkpoint_minutes: float        # minutes between checkpoints; 0 = every epoch
 
-    def optim_for(self, optim: OptimConfig) -> OptimConfig:
-        """The shared optimizer settings with this section's epochs / batch size, if set."""
-        return replace(optim, epochs=optim.epochs if self.epochs is None else self.epochs,
-                       batch_size=optim.batch_size if self.batch_size is None
-                       else self.batch_size)
 
 
 @dataclass(frozen=True)
