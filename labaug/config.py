@@ -108,7 +108,6 @@ class ResNetConfig:
     checkpoint_minutes: float        # minutes between checkpoints; 0 = every epoch
 
 
-
 @dataclass(frozen=True)
 class Config:
     """The whole run configuration; nothing else in labaug reads the raw dict."""
