@@ -95,7 +95,7 @@ def claim_lines(path: str | os.PathLike[str], claims: Sequence[tuple[str, str]])
     import numpy as np
     import xarray as xr
 
-    from labaug.results import METHOD_DIM
+    from labaug.results import METHOD_DIM, methods_of
 
     out: list[str] = []
     with xr.open_dataset(path) as ds:
@@ -106,10 +106,10 @@ def claim_lines(path: str | os.PathLike[str], claims: Sequence[tuple[str, str]])
             if variable not in ds or "seed" not in ds[variable].dims:
                 continue            # e.g. the exact minimizers: no trained runs
             base = ds[variable].sel({METHOD_DIM: "weight_decay"}).mean("seed")
-            for method in [str(m) for m in ds[METHOD_DIM].values if m != "weight_decay"]:
+            for method in [m for m in methods_of(ds) if m != "weight_decay"]:
                 mean = ds[variable].sel({METHOD_DIM: method}).mean("seed")
                 sign = 1.0 if side == "above" else -1.0
-                title = augment.get(method).title if method in augment.names() else method
+                title = augment.title(method)
                 claim = "" if method in PAPER_METHODS else " (not in the paper)"
                 if "epoch" in mean.dims:
                     last, ref = float(mean.isel(epoch=-1)), float(base.isel(epoch=-1))

@@ -18,7 +18,7 @@ import xarray as xr
 
 from labaug import augment
 from labaug.config import GridConfig, SyntheticConfig, TheoryConfig, Variance
-from labaug.results import HP_VALUE_LONG_NAME, METHOD_DIM
+from labaug.results import HP_VALUE_LONG_NAME, METHOD_DIM, methods_of
 from labaug.theory import (
     SOLVERS,
     Problem,
@@ -139,7 +139,7 @@ def compare(trained: xr.Dataset, exact: xr.Dataset) -> xr.Dataset:
     w_high_norm itself (NaN where that is below 1e-6); ``weight_distance`` is the mean over
     seeds of ||w - w*|| / ||w*|| for the whole weight vector. Only methods in both files count.
     """
-    methods = [str(m) for m in trained[METHOD_DIM].values if m in exact[METHOD_DIM].values]
+    methods = [m for m in methods_of(trained) if m in methods_of(exact)]
     # Grids of other methods may pad either file's hp axis with NaN: compare the common part.
     n_hp = min(trained.sizes["hp"], exact.sizes["hp"])
     tr = trained.sel({METHOD_DIM: methods}).isel(hp=slice(0, n_hp))

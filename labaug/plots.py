@@ -19,15 +19,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from labaug import augment  # noqa: E402
 from labaug.io import atomic_path  # noqa: E402
-from labaug.results import METHOD_DIM, read_netcdf  # noqa: E402
+from labaug.results import METHOD_DIM, methods_of, read_netcdf  # noqa: E402
 
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
-
-
-def method_title(name: str) -> str:
-    """A method's title from the registry (its name if it is not registered here)."""
-    return augment.get(name).title if name in augment.names() else name
 
 
 def method_color(name: str) -> str:
@@ -38,11 +33,6 @@ def method_color(name: str) -> str:
 def hp_label(name: str) -> str:
     """A method's hyperparameter axis label from the registry."""
     return augment.get(name).hp_label() if name in augment.names() else name
-
-
-def methods_of(ds: xr.Dataset) -> list[str]:
-    """The methods of a result file, in its order."""
-    return [str(m) for m in ds[METHOD_DIM].values]
 
 
 def at(ds: xr.Dataset, method: str) -> xr.Dataset:
@@ -94,7 +84,7 @@ def sweep_grid(
                 ax.plot(tx[tk], th[variables[r]].values[tk], "k--", linewidth=1.2,
                         label="exact minimizer")
             ax.set_xlabel(hp_label(method))
-            ax.set_title(f"{row_label}: {method_title(method)}", fontsize=10)
+            ax.set_title(f"{row_label}: {augment.title(method)}", fontsize=10)
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel(ylabels[r])
@@ -189,7 +179,7 @@ def fig4(out: PathLike, **results: PathLike) -> None:
         log.info("Fig. 4, %s: one line per method: %s", name, ", ".join(methods_of(ds)))
         for method in methods_of(ds):
             values = at(ds, method)["test_error"].transpose("epoch", "seed").values
-            mean_std_band(ax, epochs, values, method_color(method), label=method_title(method))
+            mean_std_band(ax, epochs, values, method_color(method), label=augment.title(method))
         model = ds.attrs.get("model", f"ResNet-18, width {ds.attrs.get('width', '?')}")
         ax.set_title(f"{DATASET_TITLES.get(name, name)} ({model}; {ds.attrs.get('n_train', '?')} "
                      "training images)", fontsize=10)
@@ -297,7 +287,7 @@ def theory_comparison(out: PathLike, **files: PathLike) -> None:
                             linewidth=0)
             ax.plot(x[keep], sel["exact"].values[keep], "k--", linewidth=1.2,
                     label="exact minimizer")
-            ax.set_title(f"{variance} variance: {method_title(method)}", fontsize=10)
+            ax.set_title(f"{variance} variance: {augment.title(method)}", fontsize=10)
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel(r"$\|w_{\mathrm{high}}\|$")

@@ -108,6 +108,11 @@ def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
         raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
 
 
+def methods_of(ds: xr.Dataset) -> list[str]:
+    """The methods of a result file, in its order."""
+    return [str(m) for m in ds[METHOD_DIM].values]
+
+
 HP_VALUE_LONG_NAME = "the method's hyperparameter (weight decay lambda, smoothing a, alpha, ...)"
 
 

@@ -16,7 +16,7 @@ import xarray as xr
 
 from labaug import augment
 from labaug.io import atomic_path
-from labaug.results import METHOD_DIM, read_netcdf
+from labaug.results import METHOD_DIM, methods_of, read_netcdf
 
 PathLike = str | os.PathLike[str]
 
@@ -37,11 +37,6 @@ def grid_points(n: int) -> list[int]:
     return sorted({0, min(1, n - 1), round((n - 1) / 4), round((n - 1) / 2), n - 1})
 
 
-def _title(name: str) -> str:
-    """A method's title from the registry (its name if it is not registered)."""
-    return augment.get(name).title if name in augment.names() else name
-
-
 def _provenance(ds: xr.Dataset) -> str:
     """The short provenance line of a result file."""
     seeds = ds["seed"].values.tolist() if "seed" in ds.coords else []
@@ -55,7 +50,7 @@ def sweep_table(ds: xr.Dataset, variable: str, digits: int = 3) -> list[str]:
     """One row per method: ``variable`` (mean +/- std over seeds) at the `grid_points`."""
     lines = []
     columns: list[int] = []
-    for method in [str(m) for m in ds[METHOD_DIM].values]:
+    for method in methods_of(ds):
         sel = ds.sel({METHOD_DIM: method})
         hp = sel["hp_value"].values
         keep = np.flatnonzero(~np.isnan(hp))
@@ -63,7 +58,7 @@ def sweep_table(ds: xr.Dataset, variable: str, digits: int = 3) -> list[str]:
         columns = columns or points
         cells = [f"{mean_std(sel[variable].isel(hp=h).values, digits)} ({hp[h]:.3g})"
                  for h in points]
-        lines.append(f"| {_title(method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {augment.title(method)} | " + " | ".join(cells) + " |")
     names = [f"grid point {h}" + (" (ERM)" if h == 0 else "") for h in columns]
     head = ["| method | " + " | ".join(names) + " |", "|---" * (len(columns) + 1) + "|"]
     return head + lines
@@ -72,12 +67,12 @@ def sweep_table(ds: xr.Dataset, variable: str, digits: int = 3) -> list[str]:
 def upper_half(ds: xr.Dataset, variable: str) -> list[str]:
     """Per method: ``variable`` averaged over the upper half of its grid; mean +/- std (seeds)."""
     lines = ["| method | mean over the upper half of the grid |", "|---|---|"]
-    for method in [str(m) for m in ds[METHOD_DIM].values]:
+    for method in methods_of(ds):
         sel = ds.sel({METHOD_DIM: method})
         keep = np.flatnonzero(~np.isnan(sel["hp_value"].values))
         upper = keep[len(keep) // 2:]
         per_seed = sel[variable].isel(hp=upper).mean("hp").values
-        lines.append(f"| {_title(method)} | {mean_std(per_seed, 4)} |")
+        lines.append(f"| {augment.title(method)} | {mean_std(per_seed, 4)} |")
     return lines
 
 
@@ -85,12 +80,12 @@ def resnet_table(ds: xr.Dataset) -> list[str]:
     """Per method: final-epoch test error, the lowest test error and its epoch (mean over seeds)."""
     lines = ["| method | final test error | lowest mean test error (epoch) | final train error |",
              "|---|---|---|---|"]
-    for method in [str(m) for m in ds[METHOD_DIM].values]:
+    for method in methods_of(ds):
         sel = ds.sel({METHOD_DIM: method})
         curve = sel["test_error"].mean("seed").values
         best = int(np.nanargmin(curve))
         lines.append(
-            f"| {_title(method)} | {mean_std(sel['test_error'].isel(epoch=-1).values, 4)} | "
+            f"| {augment.title(method)} | {mean_std(sel['test_error'].isel(epoch=-1).values, 4)} | "
             f"{curve[best]:.4f} ({int(sel['epoch'].values[best])}) | "
             f"{mean_std(sel['train_error'].isel(epoch=-1).values, 4)} |")
     return lines
@@ -103,12 +98,13 @@ def theory_table(trained: xr.Dataset, exact: xr.Dataset) -> list[str]:
     cmp = compare(trained, exact)
     lines = ["| method | hyperparameter | exact w_high_norm | trained (mean +/- std) | gap |",
              "|---|---|---|---|---|"]
-    for method in [str(m) for m in cmp[METHOD_DIM].values]:
+    for method in methods_of(cmp):
         sel = cmp.sel({METHOD_DIM: method})
         hp = sel["hp_value"].values
         keep = np.flatnonzero(~np.isnan(hp) & ~np.isnan(sel["exact"].values))
         for i in sorted({keep[0], keep[len(keep) // 2], keep[-1]}) if len(keep) else []:
-            lines.append(f"| {_title(method)} | {hp[i]:.4g} | {float(sel['exact'][i]):.4g} | "
+            lines.append(f"| {augment.title(method)} | {hp[i]:.4g} | "
+                         f"{float(sel['exact'][i]):.4g} | "
                          f"{float(sel['trained_mean'][i]):.4f} +/- "
                          f"{float(sel['trained_std'][i]):.4f} | "
                          f"{100 * float(sel['gap'][i]):+.2f}% |")

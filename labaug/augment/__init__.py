@@ -24,7 +24,7 @@ from labaug.augment.base import (
 
 __all__ = ["EXPERIMENTS", "Augmentation", "Draws", "Experiment", "along", "draw_partners",
            "for_experiment", "get", "hp_key", "names", "partner_permutation", "register",
-           "registry"]
+           "registry", "title"]
 
 _REGISTRY: dict[str, Augmentation] = {}
 
@@ -77,6 +77,11 @@ def get(name: str) -> Augmentation:
     except KeyError:
         raise KeyError(f"unknown label augmentation {name!r}; registered: "
                        f"{', '.join(_REGISTRY)}") from None
+
+
+def title(name: str) -> str:
+    """A method's title for figures and tables; its name if it is not registered here."""
+    return _REGISTRY[name].title if name in _REGISTRY else name
 
 
 def for_experiment(methods: tuple[str, ...] | list[str], experiment: Experiment) -> list[str]:
