@@ -29,9 +29,8 @@ from labaug.data.synthetic import high_block, low_block, make_synthetic
 from labaug.devices import DEVICE_KEYS, require_device, resolve_device
 from labaug.errors import CorruptFileError, LabaugError, quarantine
 from labaug.metrics import block_norm, pixel_ratio
-from labaug.models import describe_model
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
-from labaug.train.linear import train_sweep
+from labaug.train.linear import SweepResult, train_sweep
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -102,7 +101,7 @@ def logged_job(log_path: PathLike | None, rule: str,
 def linear_data(part: Mapping[str, Any], data: str, variance: Variance, seed: int,
                 raw_path: PathLike | None) -> LinearData:
     """The training/test split of one linear experiment for one seed, from its config slice
-    (`labaug.slices.linear_slice`; low_noise is only there for the low-variance variant)."""
+    (`labaug.slices.linear_slice` or the whole config) and, for images, the raw npz."""
     low_noise = float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
     if data == "synthetic":
         return make_synthetic(synthetic_config(part["synthetic"]), seed, variance, low_noise)
@@ -113,6 +112,16 @@ def linear_data(part: Mapping[str, Any], data: str, variance: Variance, seed: in
         raise ValueError(f"linear experiment on {data!r} needs its raw npz")
     return make_binary(load_npz(raw_path), seed, variance, float(part["image"]["gamma"]),
                        low_noise, pair_of(part, data))
+
+
+def process_seconds() -> float | None:
+    """Wall seconds since this process started (Linux ``/proc``), or None where unknown."""
+    try:
+        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(stat[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def pair_of(part: Mapping[str, Any], data: str) -> tuple[int, int]:
@@ -133,23 +142,55 @@ def checked_device(device: str, family: str, rule: str, job: str) -> str:
 
 
 def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method: Method,
-               seed: int, out: PathLike, raw_path: PathLike | None = None,
+               seeds: Sequence[int], outs: Sequence[PathLike], task_path: PathLike | None = None,
                threads: int = 1, rule: str = "linear_sweep") -> None:
-    """Train one method's whole grid for one seed and write its per-seed netCDF.
+    """Train one method's whole grid for each seed and write one netCDF per seed (``outs``).
 
-    ``config``: the job's slice (`labaug.slices.linear_slice`) or the whole config."""
+    ``config``: the job's slice (`labaug.slices.linear_slice`) or the whole config; image data
+    come from the task file (`labaug.data.images.write_task`) that the ``binary_task`` rule
+    made. The log gives the start-up (interpreter and imports, reading data) beside training."""
+    started = process_seconds()
+    t0 = time.perf_counter()
     part = slices.linear_slice(config, data, variance, method)
-    job = f"data={data} variance={variance} method={method} seed={seed}"
+    if len(seeds) != len(outs):
+        raise ValueError(f"{len(seeds)} seeds but {len(outs)} output files")
+    job = f"data={data} variance={variance} method={method} seeds={list(seeds)}"
     device = checked_device(part["linear"]["device"], "linear", rule, job)
     torch.set_num_threads(threads)
-    start = time.perf_counter()
-    dataset = linear_data(part, data, variance, seed, raw_path)
-    log.info("%s_%s: %d train / %d test points, %d features%s", data, variance,
-             len(dataset.y_train), len(dataset.y_test), dataset.n_features,
-             f", classes {dataset.classes}" if dataset.classes else "")
-    result = train_sweep(dataset, method, grid_config(part["grids"][method]).values(), seed,
-                         optim_config(part["optim"]),
-                         mix_per_batch=bool(part.get("mix_per_batch", False)), device=device)
+    task = None
+    if data != "synthetic":
+        from labaug.data.images import read_task
+
+        if task_path is None:
+            raise ValueError(f"linear experiment on {data!r} needs its task file")
+        task = read_task(task_path)
+    t_data = time.perf_counter()
+    timings = {"train": 0.0, "write": 0.0}
+    for seed, out in zip(seeds, outs, strict=True):
+        t = time.perf_counter()
+        dataset = (task.for_seed(seed) if task is not None
+                   else linear_data(part, data, variance, seed, None))
+        if seed == seeds[0]:
+            log.info("%s_%s: %d train / %d test points, %d features%s", data, variance,
+                     len(dataset.y_train), len(dataset.y_test), dataset.n_features,
+                     f", classes {dataset.classes}" if dataset.classes else "")
+        result = train_sweep(dataset, method, grid_config(part["grids"][method]).values(), seed,
+                             optim_config(part["optim"]),
+                             mix_per_batch=bool(part.get("mix_per_batch", False)), device=device)
+        t_train = time.perf_counter()
+        timings["train"] += t_train - t
+        write_linear_result(part, data, variance, method, seed, dataset, result, device, out)
+        timings["write"] += time.perf_counter() - t_train
+    startup = "unknown" if started is None else f"{started:.2f} s"
+    log.info("timing: start-up %s (interpreter and imports), reading data %.2f s, training "
+             "%.2f s, writing %.2f s (%d seeds)", startup, t_data - t0, timings["train"],
+             timings["write"], len(seeds))
+
+
+def write_linear_result(part: Mapping[str, Any], data: str, variance: Variance, method: Method,
+                        seed: int, dataset: LinearData, result: SweepResult, device: str,
+                        out: PathLike) -> None:
+    """One seed's sweep as its per-seed netCDF (`labaug.results.linear_job_dataset`)."""
     variables = {
         "test_error": (result.test_error, "test error (fraction misclassified)"),
         "train_loss": (result.train_loss,
@@ -172,7 +213,25 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
         ds.attrs.update({"class_pair": dataset.classes,
                          "class_pair_indices": list(pair_of(part, data))})
     write_netcdf(ds, out)
-    log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
+    log.info("wrote %s", out)
+
+
+def task_job(config: Mapping[str, Any], dataset: str, pair: tuple[int, int], variance: Variance,
+             raw_path: PathLike, out: PathLike) -> None:
+    """Standardize one binary image task once, with every seed's identifying values."""
+    from labaug.data.images import make_task, write_task
+    from labaug.data.raw import load_npz
+
+    part = slices.task_slice(config, variance)
+    start = time.perf_counter()
+    low_noise = float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
+    task = make_task(load_npz(raw_path), pair, variance, float(part["image"]["gamma"]),
+                     low_noise, [int(s) for s in part["seeds"]])
+    write_task(task, out)
+    log.info("%s pair %s (%s), %s: %d train / %d test images, %d features, seeds %s; wrote %s "
+             "in %.1f s", dataset, list(pair), task.task.classes, variance,
+             len(task.task.y_train), len(task.task.y_test), task.task.n_features,
+             list(task.seeds), out, time.perf_counter() - start)
 
 
 def aggregate_job(config: Mapping[str, Any], inputs: Sequence[PathLike], out: PathLike,
@@ -233,6 +292,7 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     run fail.
     """
     from labaug.data.channels import load_class_channel_data
+    from labaug.models import describe_model
     from labaug.results import resnet_job_dataset
     from labaug.train.resnet import (
         NonFiniteLossError,

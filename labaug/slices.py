@@ -60,6 +60,13 @@ def linear_slice(config: Mapping[str, Any], data: str, variance: str,
     return pick(config, paths)
 
 
+def task_slice(config: Mapping[str, Any], variance: str) -> dict[str, Any]:
+    """What one standardized binary image task (dataset and pair: its file name) depends on:
+    the identifying value, its noise for the low variant, and the seeds it draws it for."""
+    paths = ["image.gamma", "seeds"] + (["low_noise"] if variance == "low" else [])
+    return pick(config, paths)
+
+
 def resnet_slice(config: Mapping[str, Any], method: str) -> dict[str, Any]:
     """What one ResNet run of ``method`` (any dataset and seed) depends on (its device aside)."""
     resnet = config["resnet"]

@@ -27,8 +27,9 @@ Expectations are evaluated as follows.
   weight exactly and Gauss-Legendre the Irwin-Hall pieces, and the integrand is analytic in
   each, so the rule converges geometrically (doubling the nodes changes nothing at 1e-9).
 * Mixup, low variance (and as an independent check): by a fixed sample of points, partners (a
-  random permutation) and mixing weights (Beta(alpha, alpha) by inverse CDF of uniforms drawn
-  once, shared by every alpha), all drawn from ``labaug.rng``. Reducing to theta is exactly
+  random permutation) and mixing weights (Beta(alpha, alpha) from two uniforms per point drawn
+  once and shared by every alpha, by the sweeps' own transform `labaug.augment.mixup.devroye_beta`),
+  all drawn from ``labaug.rng``. Reducing to theta is exactly
   solving the full problem on the sample symmetrized over within-block coordinate
   permutations.
 
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize as scipy_minimize
-from scipy.special import betaincinv, expit, roots_jacobi
+from scipy.special import expit, roots_jacobi
 
 from labaug.config import SyntheticConfig, TheoryConfig, Variance
 
@@ -174,6 +175,7 @@ class MixupSample:
     y: np.ndarray
     partner: np.ndarray
     uniforms: np.ndarray
+    """Two uniforms per point (2, n), the mixing weights' source for every alpha."""
 
 
 def mixup_sample(x: np.ndarray, y: np.ndarray, d: int, seed: int, tag: str) -> MixupSample:
@@ -183,12 +185,18 @@ def mixup_sample(x: np.ndarray, y: np.ndarray, d: int, seed: int, tag: str) -> M
     n = len(y)
     rng = numpy_rng(seed, "theory", tag, "mixup", n)
     return MixupSample(points=reduce_points(x, d), y=y, partner=rng.permutation(n),
-                       uniforms=rng.random(n))
+                       uniforms=rng.random((2, n)))
 
 
 def mixup_weights(uniforms: np.ndarray, alpha: float) -> np.ndarray:
-    """Beta(alpha, alpha) mixing weights by inverse CDF (common uniforms for every alpha)."""
-    return np.asarray(betaincinv(alpha, alpha, uniforms), dtype=np.float64)
+    """Beta(alpha, alpha) mixing weights (float64) from the sample's uniforms (2, n), the same
+    uniforms for every alpha (`labaug.augment.mixup.devroye_beta`)."""
+    import torch
+
+    from labaug.augment.mixup import devroye_beta
+
+    u = torch.from_numpy(uniforms.copy())
+    return np.asarray(devroye_beta(u[0], u[1], alpha).numpy(), dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- designs

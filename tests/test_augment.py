@@ -349,6 +349,74 @@ def test_partner_permutation_is_the_argsort_of_the_first_keys() -> None:
     assert sorted(perm.tolist()) == list(range(5))
 
 
+@pytest.mark.parametrize("n", [21, 20, 3])
+def test_epoch_partners_are_each_steps_partner_permutation(n: int) -> None:
+    keys = torch.as_tensor(augment.draw_partners(np.random.default_rng(n), 3 if n > 3 else 1, 7))
+    perms = augment.epoch_partners(keys, n)
+    assert len(perms) == keys.shape[0]
+    for step, perm in enumerate(perms):
+        b = min(7, n - 7 * step)
+        assert torch.equal(perm, augment.partner_permutation(keys[step], b))
+
+
+@pytest.mark.parametrize("name", [m for m in NAMES if not augment.get(m).mixes_inputs])
+def test_logit_grad_is_the_adjoint_of_apply_on_logits(name: str) -> None:
+    # The linear sweep's closed-form backward pass: for every method that acts on logits,
+    # logit_grad(g) must equal autograd's vector-Jacobian product of apply's logits.
+    aug = augment.get(name)
+    rng = np.random.default_rng(0)
+    b, values = 9, np.array([0.0, 0.3, 0.9])
+    draws = EpochDraws(aug, SEED, ("test",), values, False, None).epoch(1, b, torch.device("cpu"),
+                                                                        torch.float64)[0]
+    d = linear.step_slice(draws, 0, b)
+    partner = torch.as_tensor(rng.permutation(b)) if aug.needs_partner else None
+    z = torch.as_tensor(rng.normal(size=(b, 3)), dtype=torch.float64).requires_grad_(True)
+    t = torch.zeros(b, 1, 2, dtype=torch.float64)
+    t[torch.arange(b), 0, torch.as_tensor(rng.integers(0, 2, b))] = 1.0
+    out, _ = aug.apply(z, t, torch.as_tensor(values), d, partner)
+    g = torch.as_tensor(rng.normal(size=(b, 3)), dtype=torch.float64)
+    (expected,) = torch.autograd.grad(out, z, g)
+    torch.testing.assert_close(aug.logit_grad(g, torch.as_tensor(values), d, partner), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_sweep_adam_is_torch_adam_bit_for_bit() -> None:
+    optim = replace(defaults().optim, lr=0.05)
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(4, 6, generator=gen)
+    grads = [torch.randn(4, 6, generator=gen) for _ in range(25)]
+    ours = start.clone()
+    adam = linear.SweepAdam(ours, optim)
+    ref = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=optim.lr, betas=optim.betas, eps=optim.eps)
+    for grad in grads:
+        adam.step(ours, grad)
+        ref.grad = grad.clone()
+        opt.step()
+    assert torch.equal(ours, ref.detach())
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.4, 1.0, 3.0])
+def test_symmetric_beta_has_the_beta_law(alpha: float) -> None:
+    from scipy import stats
+
+    from labaug.augment.mixup import symmetric_beta
+
+    n = 400_000
+    drawn = symmetric_beta(np.random.default_rng(1), alpha, (n,))
+    assert drawn.dtype == np.float32 and drawn.shape == (n,)
+    x = drawn.astype(np.float64)
+    assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+    law = stats.beta(alpha, alpha)
+    for q in (1e-4, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99):
+        p = law.cdf(q)
+        z = ((x <= q).mean() - p) / math.sqrt(p * (1 - p) / n)
+        assert abs(z) < 5, (q, z)
+    # the same generator state gives the same draws, in one piece or alone
+    one = symmetric_beta(np.random.default_rng(2), alpha, (3, 4))
+    assert np.array_equal(one, symmetric_beta(np.random.default_rng(2), alpha, (3, 4)))
+
+
 # --- an independent reference: explicit input mixing, plain nn.Linear and Adam -----------------
 
 

@@ -9,7 +9,14 @@ import pytest
 import xarray as xr
 
 from labaug import augment
-from labaug.data.images import IDENTIFYING_PIXEL, make_binary, two_classes
+from labaug.data.images import (
+    IDENTIFYING_PIXEL,
+    make_binary,
+    make_task,
+    read_task,
+    two_classes,
+    write_task,
+)
 from labaug.data.raw import RawImages
 from labaug.results import METHOD_DIM
 from tests.conftest import merged_config
@@ -137,6 +144,23 @@ def test_single_channel_images_use_the_only_channel() -> None:
     data = make_binary(raw, 0, "zero", 0.25, 0.1)
     assert data.n_features == 16 and data.image_shape == (1, 4, 4)
     np.testing.assert_array_equal(data.x_train[:, 0], data.y_train * 0.25)
+
+
+@pytest.mark.parametrize("variance", ["zero", "low"])
+def test_task_file_gives_make_binary_for_every_seed(tmp_path: Path, variance: str) -> None:
+    raw = fake_raw()
+    task = make_task(raw, (0, 1), variance, 0.5, 0.1, [3, 0, 7])
+    write_task(task, tmp_path / "task.npz")
+    back = read_task(tmp_path / "task.npz")
+    assert back.seeds == (3, 0, 7)
+    for seed in (0, 3, 7):
+        want = make_binary(raw, seed, variance, 0.5, 0.1, (0, 1))
+        got = back.for_seed(seed)
+        for field in ("x_train", "y_train", "x_test", "y_test"):
+            assert np.array_equal(getattr(got, field), getattr(want, field)), field
+        assert (got.image_shape, got.classes) == (want.image_shape, want.classes)
+    with pytest.raises(KeyError, match=r"seed 5 is not in this task file"):
+        back.for_seed(5)
 
 
 def test_unknown_variance_is_rejected() -> None:

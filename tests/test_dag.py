@@ -46,11 +46,19 @@ def methods(experiment: str) -> list[str]:
 
 
 def linear_jobs(data: list[str], variances: list[str]) -> set[Job]:
-    """Every per-seed linear job of these data and variants."""
-    return {("linear_sweep", f"results/linear/{d}_{v}/{m}/seed{s}.nc")
+    """Every linear sweep job of these data and variants (one per method: all its seeds; the
+    dry run lists a job's first output, its first seed's file)."""
+    first = SMOKE["seeds"][0]
+    return {("linear_sweep", f"results/linear/{d}_{v}/{m}/seed{first}.nc")
             for d in data for v in variances
-            for m in methods("synthetic" if d == "synthetic" else "binary_images")
-            for s in SMOKE["seeds"]}
+            for m in methods("synthetic" if d == "synthetic" else "binary_images")}
+
+
+def task_jobs(data: list[str], variances: list[str]) -> set[Job]:
+    """The standardized image tasks of these datasets and variants (their configured pairs)."""
+    pairs = SMOKE["image"]["pairs"]
+    return {("binary_task", f"data/tasks/{d}_pair{pairs[d][0]}-{pairs[d][1]}_{v}.npz")
+            for d in data for v in variances if d != "synthetic"}
 
 
 def downstream(data: list[str], variances: list[str], figures: list[str],
@@ -75,7 +83,7 @@ EDITS: dict[str, tuple[dict[str, Any], Callable[[], set[Job]]]] = {
         | downstream(["synthetic"], ["zero", "low"], ["fig1", "fig6", "theory"],
                      theory=("zero", "low")))),
     "image.gamma": ({"image": {"gamma": 0.4}}, lambda: (
-        linear_jobs(IMAGES, ["zero", "low"])
+        task_jobs(IMAGES, ["zero", "low"]) | linear_jobs(IMAGES, ["zero", "low"])
         | downstream(IMAGES, ["zero", "low"], ["fig2", "fig3", "fig7"]))),
     # The smoke preset sets resnet.epochs, so optim.epochs reaches only the linear sweeps.
     "optim.epochs": ({"optim": {"epochs": 4}}, lambda: (
@@ -83,7 +91,7 @@ EDITS: dict[str, tuple[dict[str, Any], Callable[[], set[Job]]]] = {
         | downstream(["synthetic", *IMAGES], ["zero", "low"],
                      ["fig1", "fig6", "theory", "fig2", "fig3", "fig7"]))),
     "low_noise": ({"low_noise": 0.2}, lambda: (
-        linear_jobs(["synthetic", *IMAGES], ["low"])
+        task_jobs(IMAGES, ["low"]) | linear_jobs(["synthetic", *IMAGES], ["low"])
         | downstream(["synthetic", *IMAGES], ["low"], ["fig6", "fig7", "theory"],
                      theory=("low",)))),
     "resnet.width": ({"resnet": {"width": 3}}, lambda: RESNET),

@@ -104,7 +104,7 @@ def test_a_cuda_job_without_a_gpu_fails_naming_rule_job_and_key(tmp_path: Path) 
     config["linear"] = {"device": "cuda"}
     out = tmp_path / "r.nc"
     with pytest.raises(DeviceUnavailableError, match=r"linear\.device is cuda"):
-        linear_job(config, "synthetic", "zero", "mixup", 0, out)
+        linear_job(config, "synthetic", "zero", "mixup", [0], [out])
     assert not out.exists()
 
 

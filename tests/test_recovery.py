@@ -16,7 +16,7 @@ import xarray as xr
 from labaug.data.channels import class_channel_data
 from labaug.data.raw import save_npz
 from labaug.errors import CheckpointInUseError, CorruptFileError, LabaugError
-from labaug.jobs import aggregate_job, linear_job, logged_job, resnet_job
+from labaug.jobs import aggregate_job, linear_job, logged_job, resnet_job, task_job
 from labaug.results import write_netcdf
 from labaug.train.resnet import (
     NAN_ENV,
@@ -31,7 +31,7 @@ from labaug.train.resnet import (
 from tests.conftest import merged_config
 from tests.test_resnet import OPTIM, TINY, separable_raw
 
-WILDCARDS = {"data": "synthetic", "variance": "zero", "method": "mixup", "seed": "0"}
+WILDCARDS = {"data": "synthetic", "variance": "zero", "method": "mixup"}
 
 
 def _close_log() -> None:
@@ -60,7 +60,7 @@ def test_a_failure_is_explained_in_the_log_and_a_rerun_keeps_it(tmp_path: Path) 
     _close_log()
     failed = (tmp_path / "logs" / "job.attempts.log").read_text()
     assert failed.count("attempt started") == 3 and "third attempt ok" in failed
-    for part in ("rule linear_sweep", "data=synthetic variance=zero method=mixup seed=0",
+    for part in ("rule linear_sweep", "data=synthetic variance=zero method=mixup",
                  "LabaugError: something known went wrong", "fix: set optim.lr to 0.1",
                  "Traceback"):
         assert part in failed, part
@@ -72,15 +72,30 @@ def test_an_unreadable_raw_npz_is_named_and_moved_aside(tmp_path: Path) -> None:
     raw.parent.mkdir(parents=True)
     raw.write_bytes(b"PK\x03\x04 not really a zip archive")
     log = tmp_path / "job.log"
+    wildcards = {"dataset": "cifar10", "pair": "0-1", "variance": "zero"}
     with pytest.raises(CorruptFileError, match=r"cifar10\.npz is unreadable"), \
-            logged_job(log, "linear_sweep", {**WILDCARDS, "data": "cifar10"}):
-        linear_job(merged_config("smoke"), "cifar10", "zero", "mixup", 0,
-                   tmp_path / "out.nc", raw_path=raw)
+            logged_job(log, "binary_task", wildcards):
+        task_job(merged_config("smoke"), "cifar10", (0, 1), "zero", raw, tmp_path / "task.npz")
     _close_log()
     text = log.read_text()
     assert f"{raw} is unreadable (BadZipFile" in text
     assert f"moved the unreadable {raw} to {raw}.corrupt; run snakemake again" in text
     assert not raw.exists() and raw.with_name("cifar10.npz.corrupt").exists()
+    assert not (tmp_path / "task.npz").exists()
+
+
+def test_an_unreadable_task_file_is_named_and_moved_aside(tmp_path: Path) -> None:
+    task = tmp_path / "data" / "tasks" / "cifar10_pair0-1_zero.npz"
+    task.parent.mkdir(parents=True)
+    task.write_bytes(b"PK\x03\x04 truncated")
+    log = tmp_path / "job.log"
+    with pytest.raises(CorruptFileError, match=r"cifar10_pair0-1_zero\.npz is unreadable"), \
+            logged_job(log, "linear_sweep", {**WILDCARDS, "data": "cifar10"}):
+        linear_job(merged_config("smoke"), "cifar10", "zero", "mixup", [0],
+                   [tmp_path / "out.nc"], task_path=task)
+    _close_log()
+    assert f"moved the unreadable {task} to {task}.corrupt" in log.read_text()
+    assert not (tmp_path / "out.nc").exists()
 
 
 def test_an_unreadable_per_seed_result_is_named(tmp_path: Path) -> None:

@@ -138,7 +138,9 @@ def test_solution_stable_when_sample_or_nodes_double() -> None:
         x2, y2 = theory.sample_points(SYN, 200_000, 11, variance, LOW_NOISE)
         one = theory.mixup_minimizer(theory.mixup_sample(x, y, D, 11, variance), 0.5)
         two = theory.mixup_minimizer(theory.mixup_sample(x2, y2, D, 11, variance), 0.5)
-        assert np.linalg.norm(one.theta - two.theta) < 0.01 * np.linalg.norm(two.theta)
+        # The Monte Carlo spread of theta at 100,000 points is about 0.5% (8 samples), so the
+        # two solutions differ by about 0.65% (1 std); 2.5% is about 4 std.
+        assert np.linalg.norm(one.theta - two.theta) < 0.025 * np.linalg.norm(two.theta)
         for target in (1.0, 0.95):
             coarse = theory.solve(theory.margin_design(SYN, variance, LOW_NOISE, target, 16),
                                   0.05 if target == 1.0 else 0.0)
@@ -299,10 +301,9 @@ def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) ->
         # a short trained sweep of every synthetic method, compared and drawn
         seeds = []
         for method in synthetic:
-            for seed in config["seeds"]:
-                path = tmp_path / f"{variance}_{method}_{seed}.nc"
-                linear_job(config, "synthetic", variance, method, seed, path)
-                seeds.append(path)
+            paths = [tmp_path / f"{variance}_{method}_{seed}.nc" for seed in config["seeds"]]
+            linear_job(config, "synthetic", variance, method, config["seeds"], paths)
+            seeds += paths
         result = tmp_path / f"linear_{variance}.nc"
         aggregate_job(config, seeds, result, "synthetic")
         assert list(read_netcdf(result)[METHOD_DIM].values) == synthetic

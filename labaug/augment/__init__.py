@@ -18,13 +18,14 @@ from labaug.augment.base import (
     Experiment,
     along,
     draw_partners,
+    epoch_partners,
     hp_key,
     partner_permutation,
 )
 
 __all__ = ["EXPERIMENTS", "Augmentation", "Draws", "Experiment", "along", "draw_partners",
-           "for_experiment", "get", "hp_key", "names", "partner_permutation", "register",
-           "registry", "title"]
+           "epoch_partners", "for_experiment", "get", "hp_key", "names", "partner_permutation",
+           "register", "registry", "title"]
 
 _REGISTRY: dict[str, Augmentation] = {}
 

@@ -52,6 +52,19 @@ def partner_permutation(keys: Tensor, b: int) -> Tensor:
     return torch.argsort(keys[:b])
 
 
+def epoch_partners(keys: Tensor, n: int) -> list[Tensor]:
+    """Every step's `partner_permutation` for an epoch over n examples, full steps in one sort.
+
+    ``keys`` is the epoch's (steps, batch) draw; step s has min(batch, n - s * batch) examples.
+    """
+    steps, batch = keys.shape
+    full = n // batch
+    perms = list(torch.argsort(keys[:full], dim=1).unbind(0)) if full else []
+    if full < steps:
+        perms.append(partner_permutation(keys[full], n - full * batch))
+    return perms
+
+
 def along(values: Tensor, ndim: int) -> Tensor:
     """Append singleton axes to ``values`` (B or 1, M) so that it broadcasts over ndim axes."""
     return values.reshape(*values.shape, *([1] * (ndim - values.ndim)))
@@ -100,6 +113,17 @@ class Augmentation:
               partner: Tensor | None) -> tuple[Tensor, Tensor]:
         """Augment a batch: (inputs or logits, soft targets) -> (inputs or logits, soft targets)."""
         return x, t
+
+    def logit_grad(self, grad: Tensor, values: Tensor, draws: Draws,
+                   partner: Tensor | None) -> Tensor:
+        """The transpose of `apply` on logits: d loss / d logits (B, M) from d loss / d its output.
+
+        A linear sweep trains a method that acts on logits with this closed-form backward pass
+        instead of autograd. `apply` is linear in the logits for every such method, so this is
+        the adjoint of that map; a method whose `apply` changes logits must override it (the
+        test suite checks it against autograd for every registered method).
+        """
+        return grad
 
     def hp_label(self) -> str:
         """Axis label: the hyperparameter in words and symbol."""

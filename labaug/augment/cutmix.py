@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from labaug.augment import register
-from labaug.augment.base import Augmentation, Draws, along
-from labaug.augment.mixup import beta_weights, mix
+from labaug.augment.base import Augmentation, Draws
+from labaug.augment.mixup import beta_weights, mix_targets
 
 
 def draw_boxes(rng: np.random.Generator, lam: np.ndarray, height: int,
@@ -87,5 +87,4 @@ class CutMix(Augmentation):
         mask = box_mask(draws["box"], height, width, x.dtype)   # (B or 1, M, H, W)
         # lerp with weight 0 or 1 is exactly x or its partner (and faster than torch.where).
         pasted = torch.lerp(x, x[partner], mask.unsqueeze(-3))   # (B, M, C, H, W)
-        lam = draws["lam"]
-        return pasted, mix(t, along(lam.to(t.dtype), t.ndim), partner)
+        return pasted, mix_targets(t, draws["lam"], partner)

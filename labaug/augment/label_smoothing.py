@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from labaug.augment import register
-from labaug.augment.base import Augmentation, Draws, along
+from labaug.augment.base import Augmentation, Draws
 
 
 def smooth(targets: Tensor, a: Tensor | float, num_classes: int) -> Tensor:
@@ -27,5 +27,9 @@ class LabelSmoothing(Augmentation):
 
     def apply(self, x: Tensor, t: Tensor, values: Tensor, draws: Draws,
               partner: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Inputs (or logits) unchanged; targets smoothed with each model's own a."""
-        return x, smooth(t, along(values.to(t.dtype), t.ndim - 1), t.shape[-1])
+        """Inputs (or logits) unchanged; targets smoothed with each model's own a.
+
+        Computed class-first, (K, B, M), and returned as its (B, M, K) view: with K = 2, a
+        class-last layout would leave the elementwise kernels a 2-wide inner loop."""
+        smoothed = smooth(t.movedim(-1, 0), values.to(t.dtype), t.shape[-1])
+        return x, smoothed.movedim(0, -1)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from labaug import augment
-from labaug.augment import Augmentation, hp_key, partner_permutation
+from labaug.augment import Augmentation, hp_key
 from labaug.config import OptimConfig
 from labaug.data import LinearData
 from labaug.losses import binary_cross_entropy, binary_targets
@@ -61,13 +61,20 @@ class EpochDraws:
         self.rngs = [numpy_rng(seed, *scope, method.name, hp_key(v)) for v in values]
         self.partner_rng = numpy_rng(seed, *scope, "partner") if method.needs_partner else None
 
-    def epoch(self, steps: int, batch: int,
-              device: torch.device) -> tuple[dict[str, Tensor], Tensor | None]:
-        """This epoch's draws, each (steps, batch or 1, M, ...), and partner keys (steps, batch)."""
+    def epoch(self, steps: int, batch: int, device: torch.device,
+              dtype: torch.dtype | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+        """This epoch's draws, each (steps, batch or 1, M, ...), and partner keys (steps, batch).
+
+        One copy to ``device`` per epoch; floating draws are cast to ``dtype`` when given."""
         per_model = [self.method.draw(rng, float(v), steps, batch, self.per_batch, self.spatial)
                      for rng, v in zip(self.rngs, self.values, strict=True)]
-        draws = {key: torch.as_tensor(np.stack([d[key] for d in per_model], axis=2),
-                                      device=device) for key in per_model[0]}
+        draws = {}
+        for key in per_model[0]:
+            # Stacked model-major (a contiguous copy), cast, then moved to the model axis 2.
+            stacked = torch.as_tensor(np.stack([d[key] for d in per_model]))
+            if dtype is not None and stacked.is_floating_point():
+                stacked = stacked.to(dtype)
+            draws[key] = stacked.movedim(0, 2).contiguous().to(device)
         keys = None
         if self.partner_rng is not None:
             keys = torch.as_tensor(augment.draw_partners(self.partner_rng, steps, batch),
@@ -83,6 +90,81 @@ def step_slice(draws: dict[str, Tensor], step: int, b: int) -> dict[str, Tensor]
 def mix_chunk(batch: int, n_features: int, itemsize: int) -> int:
     """How many models' mixed inputs fit in `MIX_BUDGET_BYTES` at once (at least one)."""
     return max(1, MIX_BUDGET_BYTES // max(1, batch * n_features * itemsize))
+
+
+class SweepAdam:
+    """Adam over a sweep's (M, F) weights, in place: torch.optim.Adam's single-tensor arithmetic
+    op for op (so the same numbers on CPU), without the optimizer's per-step Python."""
+
+    def __init__(self, weights: Tensor, optim: OptimConfig) -> None:
+        self.lr, self.eps = optim.lr, optim.eps
+        self.beta1, self.beta2 = optim.betas
+        self.exp_avg = torch.zeros_like(weights)
+        self.exp_avg_sq = torch.zeros_like(weights)
+        self.steps = 0
+
+    def step(self, weights: Tensor, grad: Tensor) -> None:
+        """One Adam update of ``weights`` from ``grad`` (weight decay already added to it)."""
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        bias_correction1 = 1 - self.beta1 ** self.steps
+        bias_correction2 = 1 - self.beta2 ** self.steps
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2 ** 0.5).add_(self.eps)
+        weights.addcdiv_(self.exp_avg, denom, value=-(self.lr / bias_correction1))
+
+
+StepResult = tuple[Tensor, Tensor | None]
+"""A step's data-loss gradient (M, F) and, when asked for, its per-model mean loss (M,)."""
+
+
+def logit_step(aug: Augmentation, xb: Tensor, tb: Tensor, w: Tensor, values: Tensor,
+               draws: dict[str, Tensor], partner: Tensor | None, loss: bool) -> StepResult:
+    """One step of a method that acts on logits, backward pass in closed form.
+
+    Logits z = x W^T (B, M); the method maps (z, targets) to (z', t'); d loss / d z' is
+    (sigma(z') - t') / B; `Augmentation.logit_grad` takes it back to z; and d loss / d W is
+    its product with x. Five small operations and two matrix products, no autograd.
+    """
+    b = xb.shape[0]
+    logits, targets = aug.apply(torch.mm(xb, w.T), tb, values, draws, partner)
+    target = targets[..., 1]
+    residual = torch.sigmoid(logits).sub_(target).mul_(1.0 / b)
+    grad = torch.mm(xb.T, aug.logit_grad(residual, values, draws, partner)).T
+    if not loss:
+        return grad, None
+    return grad, binary_cross_entropy(logits, target.expand_as(logits)).mean(dim=0)
+
+
+def mixed_input_step(aug: Augmentation, xb: Tensor, tb: Tensor, w: Tensor, values: Tensor,
+                     draws: dict[str, Tensor], partner: Tensor | None, loss: bool,
+                     shape: tuple[int, int, int], chunk: int) -> StepResult:
+    """One step of a method that must mix inputs: each chunk of models' mixed inputs (B, m, F)
+    is built, used for the logits and the closed-form gradient mean_b (sigma(z) - t) x, and
+    dropped before the next chunk."""
+    b, n_features = xb.shape
+    n_models = w.shape[0]
+    grad = torch.empty_like(w)
+    parts = []
+    for lo in range(0, n_models, chunk):
+        hi = min(lo + chunk, n_models)
+        dc = {k: v[:, lo:hi] for k, v in draws.items()}
+        xm, targets = aug.apply(xb.view(b, 1, *shape), tb, values[lo:hi], dc, partner)
+        xm = xm.reshape(b, hi - lo, n_features)                  # (B, m, F)
+        logits = torch.einsum("bmf,mf->bm", xm, w[lo:hi])
+        target = targets[..., 1].expand(b, hi - lo)
+        if loss:
+            parts.append(binary_cross_entropy(logits, target).mean(dim=0))
+        residual = (torch.sigmoid(logits) - target) / b
+        grad[lo:hi] = torch.einsum("bm,bmf->mf", residual, xm)
+    return grad, torch.cat(parts) if loss else None
+
+
+def logged_epochs(epochs: int) -> set[int]:
+    """The epochs (0-based) whose training loss is computed: the first, every tenth of the run
+    (the log's progress lines) and the last (the result's ``train_loss``)."""
+    every = max(1, epochs // 10)
+    return {0, epochs - 1} | {e for e in range(epochs) if (e + 1) % every == 0}
 
 
 def train_sweep(
@@ -104,10 +186,12 @@ def train_sweep(
     x = torch.as_tensor(data.x_train, dtype=dtype, device=dev)
     # Binary targets as two-class one-hot rows (K = 2), the form every method augments.
     t1 = binary_targets(torch.as_tensor(data.y_train, dtype=dtype, device=dev))
-    t = torch.stack([1.0 - t1, t1], dim=1)
+    t = torch.stack([1.0 - t1, t1], dim=1).unsqueeze(1)              # (N, 1, 2)
     n, n_features = x.shape
     values = torch.as_tensor(hp, dtype=dtype, device=dev)
-    decay = torch.as_tensor([aug.decay(v) for v in hp], dtype=dtype, device=dev)[:, None]
+    decays = [aug.decay(v) for v in hp]
+    decay = (torch.as_tensor(decays, dtype=dtype, device=dev)[:, None]
+             if any(decays) else None)
     shape = data.image_shape
     if aug.needs_spatial and shape is None:
         raise ValueError(f"{method} needs images, but this sweep's data are plain vectors")
@@ -116,62 +200,51 @@ def train_sweep(
     bound = 1.0 / math.sqrt(n_features)
     init = torch.rand(n_features, generator=torch_rng(seed, "linear", "init"), dtype=torch.float64)
     w = ((2.0 * init - 1.0) * bound).to(dtype).to(dev).expand(n_models, n_features).clone()
-    w.requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=optim.lr, betas=optim.betas, eps=optim.eps)
+    adam = SweepAdam(w, optim)
 
     order_rng = torch_rng(seed, "linear", "order")
     sampler = EpochDraws(aug, seed, ("linear",), hp, mix_per_batch,
                          None if shape is None else (shape[1], shape[2]))
-    steps = math.ceil(n / optim.batch_size)
-    chunk = mix_chunk(optim.batch_size, n_features, x.element_size())
+    bs = optim.batch_size
+    steps = math.ceil(n / bs)
+    chunk = mix_chunk(bs, n_features, x.element_size())
+    tracked = logged_epochs(optim.epochs)
 
     epoch_loss = torch.zeros(n_models, dtype=torch.float64, device=dev)
-    for epoch in range(optim.epochs):
-        order = torch.randperm(n, generator=order_rng).to(dev)
-        draws, keys = sampler.epoch(steps, optim.batch_size, dev)
-        epoch_loss.zero_()
-        for step in range(steps):
-            idx = order[step * optim.batch_size:(step + 1) * optim.batch_size]
-            b = len(idx)
-            xb, tb = x[idx], t[idx].unsqueeze(1)                     # (B, F), (B, 1, 2)
-            d = step_slice(draws, step, b)
-            partner = None if keys is None else partner_permutation(keys[step], b)
-            opt.zero_grad(set_to_none=True)
-            if not aug.mixes_inputs:
-                logits, targets = aug.apply(xb @ w.T, tb, values, d, partner)  # (B, M)
-                data_loss = binary_cross_entropy(
-                    logits, targets[..., 1].expand(b, n_models)).mean(dim=0)
-                torch.autograd.backward(data_loss.sum())
-            else:
-                # Mixed inputs (B, m, F) per chunk of models; the logistic gradient in closed
-                # form, d loss / d w_m = mean_b (sigma(z_bm) - t_bm) x_bm, without autograd.
-                assert shape is not None
-                grad = torch.empty_like(w)
-                parts = []
-                with torch.no_grad():
-                    for lo in range(0, n_models, chunk):
-                        hi = min(lo + chunk, n_models)
-                        dc = {k: v[:, lo:hi] for k, v in d.items()}
-                        xm, targets = aug.apply(xb.view(b, 1, *shape), tb, values[lo:hi], dc,
-                                                partner)          # (B, m, C, H, W), (B, m, 2)
-                        xm = xm.reshape(b, hi - lo, n_features)
-                        logits = torch.einsum("bmf,mf->bm", xm, w[lo:hi])
-                        target = targets[..., 1].expand(b, hi - lo)
-                        parts.append(binary_cross_entropy(logits, target).mean(dim=0))
-                        residual = (torch.sigmoid(logits) - target) / b
-                        grad[lo:hi] = torch.einsum("bm,bmf->mf", residual, xm)
-                w.grad = grad
-                data_loss = torch.cat(parts)
-            assert w.grad is not None
-            w.grad.add_(decay * w.detach())    # coupled weight decay: Adam sees grad + lambda w
-            opt.step()
-            epoch_loss += data_loss.detach().to(torch.float64) * (b / n)
-        if epoch == 0 or (epoch + 1) % max(1, optim.epochs // 10) == 0:
-            log.info("%s seed %d epoch %d/%d: train loss %s", method, seed, epoch + 1,
-                     optim.epochs, np.array2string(epoch_loss.cpu().numpy(), precision=4,
-                                                   max_line_width=10_000))
+    # A step's batch is gathered into these buffers: no allocation (nor page faults) per step,
+    # and the batch is still in cache when the gradient's matrix product reads it again.
+    x_buf, t_buf = x.new_empty(bs, n_features), t.new_empty(bs, *t.shape[1:])
+    with torch.no_grad():
+        for epoch in range(optim.epochs):
+            order = torch.randperm(n, generator=order_rng).to(dev)
+            draws, keys = sampler.epoch(steps, bs, dev, dtype)
+            partners = None if keys is None else augment.epoch_partners(keys, n)
+            track = epoch in tracked
+            epoch_loss.zero_()
+            for step in range(steps):
+                idx = order[step * bs:(step + 1) * bs]
+                b = len(idx)
+                xb = torch.index_select(x, 0, idx, out=x_buf[:b])
+                tb = torch.index_select(t, 0, idx, out=t_buf[:b])
+                d = step_slice(draws, step, b)
+                partner = None if partners is None else partners[step]
+                if aug.mixes_inputs:
+                    assert shape is not None
+                    grad, loss = mixed_input_step(aug, xb, tb, w, values, d, partner, track,
+                                                  shape, chunk)
+                else:
+                    grad, loss = logit_step(aug, xb, tb, w, values, d, partner, track)
+                if decay is not None:
+                    grad = grad.add(decay * w)   # coupled weight decay: Adam sees grad + lambda w
+                adam.step(w, grad)
+                if loss is not None:
+                    epoch_loss += loss.to(torch.float64) * (b / n)
+            if track:
+                log.info("%s seed %d epoch %d/%d: train loss %s", method, seed, epoch + 1,
+                         optim.epochs, np.array2string(epoch_loss.cpu().numpy(), precision=4,
+                                                       max_line_width=10_000))
 
-    weights = w.detach().to(torch.float64).cpu().numpy()
+    weights = w.to(torch.float64).cpu().numpy()
     x_test = torch.as_tensor(data.x_test, dtype=torch.float64)
     return SweepResult(
         hp_values=hp,

@@ -14,6 +14,7 @@ wildcard_constraints:
     variance="|".join(VARIANCES),
     method="|".join(augment.names()),
     seed=r"\d+",
+    pair=r"\d+-\d+",
 
 
 # The device model (labaug.devices), resolved once, here, by the process that builds the DAG:
@@ -68,6 +69,12 @@ def rooted(path):
 
 
 LINEAR_RESULT = rooted("results/linear/{data}_{variance}/{method}/seed{seed}.nc")
+# A sweep job's outputs: its (data, variance, method) file for every configured seed.
+LINEAR_SEED_OUTPUTS = expand(
+    rooted("results/linear/{{data}}_{{variance}}/{{method}}/seed{seed}.nc"),
+    seed=config["seeds"],
+)
+TASK_FILE = rooted("data/tasks/{dataset}_pair{pair}_{variance}.npz")
 RESNET_RESULT = rooted("results/resnet/{dataset}/{method}/seed{seed}.nc")
 
 # LABAUG_INJECT_NAN (failure injection, labaug.train.resnet) is checked here, before any job: a
@@ -100,11 +107,18 @@ def methods_for(experiment):
     return augment.for_experiment(config["methods"], experiment)
 
 
-def raw_input(wildcards):
-    """The raw npz a linear experiment reads; synthetic data has none."""
+def task_input(wildcards):
+    """The standardized task file a linear experiment reads (its configured class pair);
+    synthetic data has none."""
     if wildcards.data == "synthetic":
         return []
-    return f"data/raw/{wildcards.data}.npz"
+    first, second = config["image"]["pairs"][wildcards.data]
+    return expand(
+        TASK_FILE,
+        dataset=wildcards.data,
+        pair=f"{first}-{second}",
+        variance=wildcards.variance,
+    )
 
 
 def linear_seed_files(wildcards):

@@ -1,24 +1,26 @@
-# Linear sweeps (Sec. 4.1, 4.2, App. B): one job per (experiment, method, seed); the
-# method's whole grid trains as one batched model inside the job.
+# Linear sweeps (Sec. 4.1, 4.2, App. B): one job per (experiment, variance, method) trains the
+# method's whole grid as one batched model for each seed in turn (one start-up for all seeds)
+# and writes one file per seed. Image sweeps read their standardized task (rule binary_task).
 
 
 rule linear_sweep:
     input:
-        raw=raw_input,
+        task=task_input,
     output:
-        LINEAR_RESULT,
+        LINEAR_SEED_OUTPUTS,
     log:
-        rooted("logs/linear/{data}_{variance}/{method}/seed{seed}.log"),
+        rooted("logs/linear/{data}_{variance}/{method}.log"),
     benchmark:
-        rooted("logs/benchmarks/linear/{data}_{variance}/{method}/seed{seed}.tsv")
+        rooted("logs/benchmarks/linear/{data}_{variance}/{method}.tsv")
     conda:
         "../../envs/labaug.yaml"
     threads: 1
     resources:
         **LINEAR_GPU,
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=3000,
+        runtime=60 * len(config["seeds"]),
     params:
+        seeds=config["seeds"],
         # The configuration this job depends on (labaug.slices): Snakemake's params trigger
         # reruns it when this slice changes, and only then; the job reads nothing else.
         config=lambda wildcards: slices.linear_slice(

@@ -1,15 +1,16 @@
-# Thin adapter: one linear sweep job -> labaug.jobs.linear_job (reads its config slice only).
+# Thin adapter: one linear sweep job (every seed) -> labaug.jobs.linear_job (reads its slice only).
 from labaug.jobs import linear_job, logged_job
 
+task = snakemake.input.task  # [] for synthetic data, else the one task file
 with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
     linear_job(
         snakemake.params.config,
         data=snakemake.wildcards.data,
         variance=snakemake.wildcards.variance,
         method=snakemake.wildcards.method,
-        seed=int(snakemake.wildcards.seed),
-        out=snakemake.output[0],
-        raw_path=snakemake.input.raw or None,
+        seeds=[int(s) for s in snakemake.params.seeds],
+        outs=list(snakemake.output),
+        task_path=task if isinstance(task, str) else (task[0] if task else None),
         threads=snakemake.threads,
         rule=snakemake.rule,
     )
