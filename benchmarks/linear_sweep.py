@@ -259,11 +259,13 @@ def main() -> None:
         data = shape.make(DEFAULT_N[key])
         methods = [m for m in augment.for_experiment(CONFIG.methods, shape.experiment)
                    if args.methods is None or m in args.methods]
-        # Warm up every path (allocator, kernels, DataLoader) so none pays first-call costs.
-        warm = shape.make(1000)
+        # Warm up every path at full size (allocator, kernels, DataLoader workers' first
+        # batches) so that none pays first-call costs in the timed runs.
+        one = replace(optim, epochs=1)
         for method in methods:
-            train_sweep(warm, method, CONFIG.grid(method), 0, replace(optim, epochs=1))
-            naive_sweep(warm, method, CONFIG.grid(method)[-2:], replace(optim, epochs=1), 0)
+            train_sweep(data, method, CONFIG.grid(method), 0, one)
+            naive_sweep(data, method, CONFIG.grid(method)[-1:], one, 0)
+            floor(data, len(CONFIG.grid(method)), one)
         print(f"\n{shape.name} ({len(data.y_train)} training points)")
         print(f"{'method':<17}{'naive':>9}{'batched':>9}{'floor':>9}{'naive/batched':>15}"
               f"{'batched/floor':>15}")

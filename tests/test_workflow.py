@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +100,11 @@ def test_every_result_file_selects_a_method_by_keyword(smoke_run: Path) -> None:
 
 
 def test_every_job_logged_and_benchmarked(smoke_run: Path) -> None:
-    log = smoke_run / "logs" / "linear" / "synthetic_zero" / "mixup" / "seed0.log"
-    assert "wrote" in log.read_text()
-    assert (smoke_run / "logs" / "benchmarks" / "linear" / "synthetic_zero" / "mixup"
-            / "seed0.tsv").exists()
+    log = (smoke_run / "logs" / "linear" / "synthetic_zero" / "mixup.log").read_text()
+    assert "wrote" in log and re.search(r"timing: start-up [\d.]+ s .*training [\d.]+ s", log)
+    assert (smoke_run / "logs" / "benchmarks" / "linear" / "synthetic_zero" / "mixup.tsv").exists()
+    task = smoke_run / "logs" / "data" / "task_cifar10_pair0-1_low.log"
+    assert "seeds [0, 1]" in task.read_text()
 
 
 def test_a_finished_run_has_nothing_left_to_do(smoke_run: Path) -> None:

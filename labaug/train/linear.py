@@ -1,15 +1,22 @@
 """The vectorized linear sweep: a method's whole hyperparameter grid trains as one batched model.
 
 Model m of the sweep is sigma(w_m . x) with no bias (paper Sec. 2.1); the weights of all M
-models form one (M, F) tensor, so a step is one (B, F) x (F, M) matmul. Adam is elementwise, so
-one Adam over the (M, F) tensor is M independent Adams, and a method's weight decay is a per-model
-coupled L2 term added to the gradient (as ``torch.optim.Adam(weight_decay=...)`` does).
+models form one (M, F) tensor, so a step is one (B, F) x (F, M) matmul for the logits and one
+(F, B) x (B, M) matmul for the gradient. The logistic gradient is written out in closed form,
+d loss / d z = (sigma(z) - t) / B, so a step runs without autograd. Adam is elementwise, so one
+Adam over the (M, F) tensor is M independent Adams (`SweepAdam`: torch.optim.Adam's arithmetic,
+in place), and a method's weight decay is a per-model coupled L2 term added to the gradient
+(as ``torch.optim.Adam(weight_decay=...)`` does).
 
 Every method goes through the same `labaug.augment` interface. A method that may act on logits
 (label smoothing, Mixup, weight decay) is applied to the (B, M) logits, which is exact for a
-linear model. A method that must mix inputs (CutMix) builds each model's mixed inputs, a chunk of
-models at a time so that no (batch, models, features) tensor exceeds `MIX_BUDGET_BYTES`, and the
-chunk's logistic gradient is computed in closed form before the next chunk is built.
+linear model, and its `Augmentation.logit_grad` takes the gradient back through it. A method
+that must mix inputs (CutMix) builds each model's mixed inputs, a chunk of models at a time so
+that no (batch, models, features) tensor exceeds `MIX_BUDGET_BYTES`, and the chunk's gradient
+is computed before the next chunk is built.
+
+Per epoch, not per step: the shuffling, the partners (one sort) and every model's draws (one
+copy to the device). Per step: the batch is gathered into a buffer that every step reuses.
 
 Every random draw depends only on the run seed and, for a method's own draws, on the model's
 hyperparameter value (one generator per model), so model m follows exactly the trajectory it
