@@ -17,15 +17,16 @@ from labaug.augment.base import (
     Draws,
     Experiment,
     along,
+    as_dtype,
     draw_partners,
     epoch_partners,
     hp_key,
     partner_permutation,
 )
 
-__all__ = ["EXPERIMENTS", "Augmentation", "Draws", "Experiment", "along", "draw_partners",
-           "epoch_partners", "for_experiment", "get", "hp_key", "names", "partner_permutation",
-           "register", "registry", "title"]
+__all__ = ["EXPERIMENTS", "Augmentation", "Draws", "Experiment", "along", "as_dtype",
+           "draw_partners", "epoch_partners", "for_experiment", "get", "hp_key", "names",
+           "partner_permutation", "register", "registry", "title"]
 
 _REGISTRY: dict[str, Augmentation] = {}
 

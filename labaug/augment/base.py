@@ -65,6 +65,11 @@ def epoch_partners(keys: Tensor, n: int) -> list[Tensor]:
     return perms
 
 
+def as_dtype(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """``values`` in ``dtype``; no operator call when it already is (a step calls this often)."""
+    return values if values.dtype == dtype else values.to(dtype)
+
+
 def along(values: Tensor, ndim: int) -> Tensor:
     """Append singleton axes to ``values`` (B or 1, M) so that it broadcasts over ndim axes."""
     return values.reshape(*values.shape, *([1] * (ndim - values.ndim)))

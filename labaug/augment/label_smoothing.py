@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from labaug.augment import register
-from labaug.augment.base import Augmentation, Draws
+from labaug.augment.base import Augmentation, Draws, as_dtype
 
 
 def smooth(targets: Tensor, a: Tensor | float, num_classes: int) -> Tensor:
@@ -31,5 +31,5 @@ class LabelSmoothing(Augmentation):
 
         Computed class-first, (K, B, M), and returned as its (B, M, K) view: with K = 2, a
         class-last layout would leave the elementwise kernels a 2-wide inner loop."""
-        smoothed = smooth(t.movedim(-1, 0), values.to(t.dtype), t.shape[-1])
+        smoothed = smooth(t.movedim(-1, 0), as_dtype(values, t.dtype), t.shape[-1])
         return x, smoothed.movedim(0, -1)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from labaug.augment import register
-from labaug.augment.base import Augmentation, Draws, along
+from labaug.augment.base import Augmentation, Draws, along, as_dtype
 
 
 def mix(values: Tensor, lam: Tensor, partner: Tensor, dim: int = 0) -> Tensor:
@@ -29,7 +29,7 @@ def mix_targets(t: Tensor, lam: Tensor, partner: Tensor) -> Tensor:
     The arithmetic runs on (K, B, M) and the result is its (B, M, K) view: with K = 2 classes,
     a class-last layout would leave every elementwise kernel a 2-wide inner loop (3x slower).
     """
-    return mix(t.movedim(-1, 0), lam.to(t.dtype).unsqueeze(0), partner, dim=1).movedim(0, -1)
+    return mix(t.movedim(-1, 0), as_dtype(lam, t.dtype).unsqueeze(0), partner, dim=1).movedim(0, -1)
 
 
 def mix_transpose(grad: Tensor, lam: Tensor, partner: Tensor) -> Tensor:
@@ -92,10 +92,10 @@ class Mixup(Augmentation):
         """Mix inputs (or logits) and targets with the same weights and partners."""
         assert partner is not None
         lam = draws["lam"]
-        return mix(x, along(lam.to(x.dtype), x.ndim), partner), mix_targets(t, lam, partner)
+        return mix(x, along(as_dtype(lam, x.dtype), x.ndim), partner), mix_targets(t, lam, partner)
 
     def logit_grad(self, grad: Tensor, values: Tensor, draws: Draws,
                    partner: Tensor | None) -> Tensor:
         """Each mixed logit's gradient goes back to the example (lambda) and its partner."""
         assert partner is not None
-        return mix_transpose(grad, along(draws["lam"].to(grad.dtype), grad.ndim), partner)
+        return mix_transpose(grad, along(as_dtype(draws["lam"], grad.dtype), grad.ndim), partner)

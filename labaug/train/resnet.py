@@ -58,7 +58,6 @@ from labaug.devices import Precision, resolve_device, resolve_precision
 from labaug.errors import CheckpointInUseError, quarantine
 from labaug.io import atomic_path
 from labaug.losses import one_hot, soft_cross_entropy
-from labaug.models import build_model
 from labaug.rng import torch_rng
 from labaug.train.linear import EpochDraws, step_slice
 
@@ -287,6 +286,8 @@ class ResNetTrainer:
 
         # The same initial model and data order for every method of a seed (paired comparison).
         shape = data.x_train.shape
+        from labaug.models import build_model  # torchvision: imported only to train
+
         self.model: nn.Module = build_model(
             resnet.model, (data.in_channels, int(shape[2]), int(shape[3])), self.num_classes,
             resnet.width, resnet.mlp_hidden, torch_rng(run.seed, "resnet", "init"), dev)

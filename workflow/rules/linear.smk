@@ -12,6 +12,7 @@ rule linear_sweep:
         rooted("logs/linear/{data}_{variance}/{method}.log"),
     benchmark:
         rooted("logs/benchmarks/linear/{data}_{variance}/{method}.tsv")
+    priority: sweep_priority
     conda:
         "../../envs/labaug.yaml"
     threads: 1
