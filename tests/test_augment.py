@@ -330,14 +330,16 @@ def test_each_model_draws_from_its_own_generator(method: str) -> None:
     many = EpochDraws(aug, SEED, ("linear",), values, False, spatial)
     one = EpochDraws(aug, SEED, ("linear",), values[1:2], False, spatial)
     for _ in range(2):   # epoch after epoch
-        draws, keys = many.epoch(5, 8, torch.device("cpu"))
-        alone, alone_keys = one.epoch(5, 8, torch.device("cpu"))
+        draws, partners = many.epoch(37, 8, torch.device("cpu"))    # 5 steps, the last of 5
+        alone, alone_partners = one.epoch(37, 8, torch.device("cpu"))
         for key in draws:
             assert draws[key].shape[:3] == (5, 8, 3)
             torch.testing.assert_close(draws[key][:, :, 1], alone[key][:, :, 0], rtol=0, atol=0)
-        assert (keys is None) == (not aug.needs_partner)
-        if keys is not None and alone_keys is not None:
-            assert torch.equal(keys, alone_keys)     # one partner stream, shared by the models
+        assert (partners is None) == (not aug.needs_partner)
+        if partners is not None and alone_partners is not None:
+            # one partner stream, shared by the models
+            assert [len(p) for p in partners] == [8, 8, 8, 8, 5]
+            assert all(torch.equal(p, q) for p, q in zip(partners, alone_partners, strict=True))
 
 
 def test_partner_permutation_is_the_argsort_of_the_first_keys() -> None:
@@ -351,12 +353,12 @@ def test_partner_permutation_is_the_argsort_of_the_first_keys() -> None:
 
 @pytest.mark.parametrize("n", [21, 20, 3])
 def test_epoch_partners_are_each_steps_partner_permutation(n: int) -> None:
-    keys = torch.as_tensor(augment.draw_partners(np.random.default_rng(n), 3 if n > 3 else 1, 7))
+    keys = augment.draw_partners(np.random.default_rng(n), 3 if n > 3 else 1, 7)
     perms = augment.epoch_partners(keys, n)
     assert len(perms) == keys.shape[0]
     for step, perm in enumerate(perms):
         b = min(7, n - 7 * step)
-        assert torch.equal(perm, augment.partner_permutation(keys[step], b))
+        assert torch.equal(perm, augment.partner_permutation(torch.as_tensor(keys[step]), b))
 
 
 @pytest.mark.parametrize("name", [m for m in NAMES if not augment.get(m).mixes_inputs])
@@ -366,7 +368,7 @@ def test_logit_grad_is_the_adjoint_of_apply_on_logits(name: str) -> None:
     aug = augment.get(name)
     rng = np.random.default_rng(0)
     b, values = 9, np.array([0.0, 0.3, 0.9])
-    draws = EpochDraws(aug, SEED, ("test",), values, False, None).epoch(1, b, torch.device("cpu"),
+    draws = EpochDraws(aug, SEED, ("test",), values, False, None).epoch(b, b, torch.device("cpu"),
                                                                         torch.float64)[0]
     d = linear.step_slice(draws, 0, b)
     partner = torch.as_tensor(rng.permutation(b)) if aug.needs_partner else None

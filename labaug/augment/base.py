@@ -52,16 +52,20 @@ def partner_permutation(keys: Tensor, b: int) -> Tensor:
     return torch.argsort(keys[:b])
 
 
-def epoch_partners(keys: Tensor, n: int) -> list[Tensor]:
-    """Every step's `partner_permutation` for an epoch over n examples, full steps in one sort.
+def epoch_partners(keys: np.ndarray, n: int, device: torch.device | str = "cpu") -> list[Tensor]:
+    """Every step's `partner_permutation` for an epoch over n examples, on ``device``.
 
     ``keys`` is the epoch's (steps, batch) draw; step s has min(batch, n - s * batch) examples.
+    The full steps are sorted in one call on the host (numpy's argsort is about four times
+    faster than torch's here; the keys are distinct, so both give the same permutation) and
+    copied to the device once.
     """
     steps, batch = keys.shape
-    full = n // batch
-    perms = list(torch.argsort(keys[:full], dim=1).unbind(0)) if full else []
+    full = min(steps, n // batch)
+    perms = list(torch.from_numpy(np.argsort(keys[:full], axis=1)).to(device).unbind(0))
     if full < steps:
-        perms.append(partner_permutation(keys[full], n - full * batch))
+        last = np.argsort(keys[full, :n - full * batch])
+        perms.append(torch.from_numpy(last).to(device))
     return perms
 
 

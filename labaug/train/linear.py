@@ -67,26 +67,43 @@ class EpochDraws:
         self.method, self.values, self.per_batch, self.spatial = method, values, per_batch, spatial
         self.rngs = [numpy_rng(seed, *scope, method.name, hp_key(v)) for v in values]
         self.partner_rng = numpy_rng(seed, *scope, "partner") if method.needs_partner else None
+        self._buffers: dict[str, tuple[np.ndarray, Tensor]] = {}
 
-    def epoch(self, steps: int, batch: int, device: torch.device,
-              dtype: torch.dtype | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
-        """This epoch's draws, each (steps, batch or 1, M, ...), and partner keys (steps, batch).
+    def _stacked(self, key: str, arrays: list[np.ndarray], dtype: torch.dtype | None) -> Tensor:
+        """The models' arrays of one draw, stacked on axis 2, in buffers kept from epoch to
+        epoch (a fresh 4 MB array an epoch costs more in page faults than the copy itself)."""
+        first = arrays[0]
+        target = dtype if dtype is not None and np.issubdtype(first.dtype, np.floating) \
+            else torch.from_numpy(first[:0]).dtype
+        shape = (len(arrays), *first.shape)
+        held = self._buffers.get(key)
+        if held is None or held[0].shape != shape or held[0].dtype != first.dtype \
+                or held[1].dtype != target:
+            out_shape = (*first.shape[:2], len(arrays), *first.shape[2:])
+            held = (np.empty(shape, first.dtype), torch.empty(out_shape, dtype=target))
+            self._buffers[key] = held
+        model_major, out = held
+        for m, array in enumerate(arrays):
+            model_major[m] = array
+        return out.copy_(torch.from_numpy(model_major).movedim(0, 2))
 
-        One copy to ``device`` per epoch; floating draws are cast to ``dtype`` when given."""
+    def epoch(self, n: int, batch: int, device: torch.device, dtype: torch.dtype | None = None
+              ) -> tuple[dict[str, Tensor], list[Tensor] | None]:
+        """This epoch's draws over n examples, each (steps, batch or 1, M, ...), and each step's
+        partner permutation (`labaug.augment.epoch_partners`), or None without partners.
+
+        One copy to ``device`` per epoch; floating draws are cast to ``dtype`` when given. On the
+        CPU the arrays are buffers that the next epoch overwrites."""
+        steps = math.ceil(n / batch)
         per_model = [self.method.draw(rng, float(v), steps, batch, self.per_batch, self.spatial)
                      for rng, v in zip(self.rngs, self.values, strict=True)]
-        draws = {}
-        for key in per_model[0]:
-            # Stacked model-major (a contiguous copy), cast, then moved to the model axis 2.
-            stacked = torch.as_tensor(np.stack([d[key] for d in per_model]))
-            if dtype is not None and stacked.is_floating_point():
-                stacked = stacked.to(dtype)
-            draws[key] = stacked.movedim(0, 2).contiguous().to(device)
-        keys = None
+        draws = {key: self._stacked(key, [d[key] for d in per_model], dtype).to(device)
+                 for key in per_model[0]}
+        partners = None
         if self.partner_rng is not None:
-            keys = torch.as_tensor(augment.draw_partners(self.partner_rng, steps, batch),
-                                   device=device)
-        return draws, keys
+            keys = augment.draw_partners(self.partner_rng, steps, batch)
+            partners = augment.epoch_partners(keys, n, device)
+        return draws, partners
 
 
 def step_slice(draws: dict[str, Tensor], step: int, b: int) -> dict[str, Tensor]:
@@ -224,8 +241,7 @@ def train_sweep(
     with torch.no_grad():
         for epoch in range(optim.epochs):
             order = torch.randperm(n, generator=order_rng).to(dev)
-            draws, keys = sampler.epoch(steps, bs, dev, dtype)
-            partners = None if keys is None else augment.epoch_partners(keys, n)
+            draws, partners = sampler.epoch(n, bs, dev, dtype)
             track = epoch in tracked
             epoch_loss.zero_()
             for step in range(steps):

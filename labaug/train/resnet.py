@@ -51,7 +51,6 @@ import torch
 from torch import Tensor, nn
 
 from labaug import augment
-from labaug.augment import partner_permutation
 from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
 from labaug.devices import Precision, resolve_device, resolve_precision
@@ -346,7 +345,7 @@ class ResNetTrainer:
         n, bs, k = self.n_train, self.optim.batch_size, self.num_classes
         steps = math.ceil(n / bs)
         order = torch.randperm(n, generator=self.order_rng).to(self.device, non_blocking=True)
-        draws, keys = self.draws.epoch(steps, bs, self.device)
+        draws, partners = self.draws.epoch(n, bs, self.device)
         for step in range(steps):
             idx = order[step * bs:(step + 1) * bs]
             b = len(idx)
@@ -354,7 +353,7 @@ class ResNetTrainer:
                 break
             labels = self.y_train[idx]
             x = with_class_channels(self.x_train[idx], labels, self.vectors)
-            partner = None if keys is None else partner_permutation(keys[step], b)
+            partner = None if partners is None else partners[step]
             xa, ta = self.aug.apply(x.unsqueeze(1), one_hot(labels, k).unsqueeze(1), self.values,
                                     step_slice(draws, step, b), partner)
             x, t = xa[:, 0], ta[:, 0]
