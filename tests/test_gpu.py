@@ -1,10 +1,12 @@
-"""The CUDA path of the ResNet trainer, on a real GPU (`pytest -m gpu`); skipped without one.
+"""The CUDA paths of the ResNet trainer and the linear sweep, on a real GPU (`pytest -m gpu`);
+skipped without one.
 
 Tolerances, stated once: fp32 on CUDA vs the CPU runs with TF32 switched off, and the epoch losses
 of a few steps agree to a relative 1e-3 (summation order differs: cuDNN vs oneDNN kernels); the
 weights agree to an absolute 1e-2, since Adam moves each coordinate by about lr = 1e-3 per step
 whatever the size of its gradient, so a gradient near zero may step the other way. Compiled and
 eager first-step losses agree to a relative 1e-4 (Inductor fuses and orders sums differently).
+A linear sweep on CUDA and on the CPU agrees to the same tolerances.
 """
 
 from __future__ import annotations
@@ -169,3 +171,23 @@ def test_throughput_benchmark_runs() -> None:
     peak = resnet_throughput.peak_bf16_tflops(torch.cuda.get_device_name(0))
     assert (out["fraction_of_bf16_peak"] is None) == (peak is None)
     assert out["runs_per_gpu_img_s"][2] > 0
+
+
+@pytest.mark.parametrize("method", ["weight_decay", "mixup", "cutmix"])
+def test_linear_sweep_on_cuda_agrees_with_the_cpu(method: str, no_tf32: None) -> None:
+    # The sweep's step on the GPU: the same draws (made on the host), the same weights and
+    # losses to within float32 summation order (the tolerances above).
+    from labaug.config import defaults
+    from labaug.data import LinearData
+    from labaug.train.linear import train_sweep
+
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(700) < 0.5, -1.0, 1.0).astype(np.float32)
+    x = (rng.normal(size=(700, 48)) + 0.5 * y[:, None]).astype(np.float32)
+    data = LinearData(x[:600], y[:600], x[600:], y[600:], image_shape=(3, 4, 4))
+    optim = replace(defaults().optim, batch_size=64, epochs=3)
+    values = [0.0, 0.05, 0.5]
+    cpu = train_sweep(data, method, values, 0, optim)
+    cuda = train_sweep(data, method, values, 0, optim, device="cuda")
+    np.testing.assert_allclose(cuda.weights, cpu.weights, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(cuda.train_loss, cpu.train_loss, rtol=1e-3)
