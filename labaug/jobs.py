@@ -98,20 +98,11 @@ def logged_job(log_path: PathLike | None, rule: str,
         raise
 
 
-def linear_data(part: Mapping[str, Any], data: str, variance: Variance, seed: int,
-                raw_path: PathLike | None) -> LinearData:
-    """The training/test split of one linear experiment for one seed, from its config slice
-    (`labaug.slices.linear_slice` or the whole config) and, for images, the raw npz."""
+def synthetic_data(part: Mapping[str, Any], variance: Variance, seed: int) -> LinearData:
+    """The synthetic training/test split of one seed, from a config slice
+    (`labaug.slices.linear_slice` or the whole config; low_noise only for the low variant)."""
     low_noise = float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
-    if data == "synthetic":
-        return make_synthetic(synthetic_config(part["synthetic"]), seed, variance, low_noise)
-    from labaug.data.images import make_binary
-    from labaug.data.raw import load_npz
-
-    if raw_path is None:
-        raise ValueError(f"linear experiment on {data!r} needs its raw npz")
-    return make_binary(load_npz(raw_path), seed, variance, float(part["image"]["gamma"]),
-                       low_noise, pair_of(part, data))
+    return make_synthetic(synthetic_config(part["synthetic"]), seed, variance, low_noise)
 
 
 def process_seconds() -> float | None:
@@ -169,7 +160,7 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
     for seed, out in zip(seeds, outs, strict=True):
         t = time.perf_counter()
         dataset = (task.for_seed(seed) if task is not None
-                   else linear_data(part, data, variance, seed, None))
+                   else synthetic_data(part, variance, seed))
         if seed == seeds[0]:
             log.info("%s_%s: %d train / %d test points, %d features%s", data, variance,
                      len(dataset.y_train), len(dataset.y_test), dataset.n_features,
