@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -131,6 +132,24 @@ def naive_sweep(data: LinearData, method: str, grid: np.ndarray, optim: OptimCon
     return weights
 
 
+# --- timing -------------------------------------------------------------------------------------
+
+REPEATS = 3
+"""The batched sweep and the floor take a fraction of a second: each is timed this many times and
+the median is reported, so that a moment of noise on the machine does not decide the ratio. The
+naive loop runs for seconds and is timed once."""
+
+
+def median_seconds(fn: Callable[[], object]) -> float:
+    """Median wall time of ``REPEATS`` calls of ``fn``."""
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 # --- the floor ----------------------------------------------------------------------------------
 
 
@@ -212,7 +231,7 @@ def step_profile(data: LinearData, method: str, grid: np.ndarray,
             return out
         return wrapper
 
-    linear.EpochDraws.epoch = timed(originals[0])  # type: ignore[method-assign]
+    linear.EpochDraws.epoch = timed(originals[0])  # type: ignore[method-assign,assignment]
     augment.epoch_partners = timed(originals[1])  # type: ignore[assignment]
     try:
         with profile(activities=[ProfilerActivity.CPU], with_stack=True) as prof:
@@ -252,7 +271,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     optim = replace(CONFIG.optim, epochs=args.epochs)
     print(f"{args.epochs} epochs, batch {optim.batch_size}, {args.threads} thread(s), "
-          f"torch {torch.__version__}; times in seconds, ratios side by side in this run")
+          f"torch {torch.__version__}; times in seconds (batched and floor: median of "
+          f"{REPEATS} runs; naive: one run), ratios side by side in this run")
     profiles = []
     for key in args.shapes:
         shape = SHAPES[key]
@@ -271,13 +291,11 @@ def main() -> None:
               f"{'batched/floor':>15}")
         for method in methods:
             grid = CONFIG.grid(method)
-            start = time.perf_counter()
-            train_sweep(data, method, grid, 0, optim)
-            t_fast = time.perf_counter() - start
+            t_fast = median_seconds(lambda: train_sweep(data, method, grid, 0, optim))  # noqa: B023
             start = time.perf_counter()
             naive_sweep(data, method, grid, optim, 0)
             t_slow = time.perf_counter() - start
-            t_floor = floor(data, len(grid), optim)
+            t_floor = statistics.median(floor(data, len(grid), optim) for _ in range(REPEATS))
             print(f"{method:<17}{t_slow:>9.3f}{t_fast:>9.3f}{t_floor:>9.3f}"
                   f"{t_slow / t_fast:>14.0f}x{t_fast / t_floor:>14.1f}x", flush=True)
             if not args.no_profile:
