@@ -98,11 +98,17 @@ def logged_job(log_path: PathLike | None, rule: str,
         raise
 
 
+def low_noise_of(part: Mapping[str, Any], variance: Variance) -> float:
+    """The noise scale of a variant: config ``low_noise`` for the low variant (the only one whose
+    slice holds it), 0 for zero variance."""
+    return float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
+
+
 def synthetic_data(part: Mapping[str, Any], variance: Variance, seed: int) -> LinearData:
     """The synthetic training/test split of one seed, from a config slice
-    (`labaug.slices.linear_slice` or the whole config; low_noise only for the low variant)."""
-    low_noise = float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
-    return make_synthetic(synthetic_config(part["synthetic"]), seed, variance, low_noise)
+    (`labaug.slices.linear_slice` or the whole config)."""
+    return make_synthetic(synthetic_config(part["synthetic"]), seed, variance,
+                          low_noise_of(part, variance))
 
 
 def process_seconds() -> float | None:
@@ -215,9 +221,8 @@ def task_job(config: Mapping[str, Any], dataset: str, pair: tuple[int, int], var
 
     part = slices.task_slice(config, variance)
     start = time.perf_counter()
-    low_noise = float(part.get("low_noise", 0.0)) if variance == "low" else 0.0
     task = make_task(load_npz(raw_path), pair, variance, float(part["image"]["gamma"]),
-                     low_noise, [int(s) for s in part["seeds"]])
+                     low_noise_of(part, variance), [int(s) for s in part["seeds"]])
     write_task(task, out)
     log.info("%s pair %s (%s), %s: %d train / %d test images, %d features, seeds %s; wrote %s "
              "in %.1f s", dataset, list(pair), task.task.classes, variance,
@@ -427,7 +432,7 @@ def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> 
     start = time.perf_counter()
     ds = theory_dataset(synthetic_config(part["synthetic"]), part["methods"],
                         {m: grid_config(g) for m, g in part["grids"].items()},
-                        float(part.get("low_noise", 0.0)), variance, tcfg)
+                        low_noise_of(part, variance), variance, tcfg)
     ds.attrs.update(provenance(part, seed=tcfg.seed, device="cpu"))
     ds.attrs.update({"data": "synthetic"})
     write_netcdf(ds, out)
