@@ -7,7 +7,8 @@ process, side by side:
 * the labaug trainer (`labaug.train.resnet.ResNetTrainer`): the dataset resident on the device as
   one tensor (channels_last on CUDA), batches by index, class channels concatenated there,
   autocast at ``--precision`` (auto = bf16 where the GPU supports it), fused Adam, cuDNN
-  autotuning, one host sync per epoch; ``--compile`` adds torch.compile;
+  autotuning, one host sync per epoch (``--compile`` also times it with torch.compile, beside
+  the eager trainer, and prints the speedup);
 * the naive pipeline, written the way research code usually is: a per-item Dataset whose
   ``__getitem__`` concatenates the image and its class vector (numpy -> torch), a torch
   DataLoader, and an fp32 training loop.
@@ -27,11 +28,14 @@ On CUDA it also projects the wall time of one 100-epoch, 50,000-image run; ``--f
 trains one whole run with the real trainer loop (per-epoch test error and checkpoints included):
 
     python benchmarks/resnet_throughput.py --images 50000 --full-run 100
+
+``--json PATH`` also writes the numbers it printed to PATH (benchmarks/gpu_checks.py reads them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import tempfile
 import time
@@ -170,7 +174,7 @@ def _concurrent_worker(args: dict[str, Any], barrier: Any, queue: Any) -> None:
         torch.set_num_threads(args["threads"])
     data = generated(args["images"], tuple(args["shape"]), args["classes"])
     optim = replace(defaults().optim, batch_size=args["batch_size"])
-    tr = make_trainer(data, optim, args["width"], args["device"], args["compile"],
+    tr = make_trainer(data, optim, args["width"], args["device"], False,
                       args["precision"])
     dev = torch.device(args["device"])
     tr.train_epoch()
@@ -213,11 +217,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="the trainer's autocast precision (auto: bf16/fp16 on CUDA, fp32 on CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the trainer's model")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the trainer with torch.compile (compilation excluded)")
     p.add_argument("--runs-per-gpu", type=int, nargs="*", default=[], metavar="N",
                    help="also measure the total rate of N concurrent trainer processes")
     p.add_argument("--full-run", type=int, default=0, metavar="EPOCHS",
                    help="afterwards, time one whole training run of this many epochs")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the numbers as JSON to PATH")
     return p.parse_args(argv)
 
 
@@ -235,16 +242,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{args.images} images, batch {args.batch_size}; {args.epochs} timed epochs after "
           f"1 warm-up")
     fast, precision = trainer_img_s(data, optim, args.width, args.device, args.epochs,
-                                    args.compile, args.precision)
+                                    False, args.precision)
     naive = naive_img_s(data, optim, args.width, args.device, args.epochs)
     flops = train_flops_per_image(2 * c, args.classes, args.width, (h, w))
-    out: dict[str, Any] = {"device": args.device, "device_name": name, "precision": precision,
+    out: dict[str, Any] = {"device": args.device, "device_name": name,
+                           "torch_version": torch.__version__, "precision": precision,
+                           "width": args.width, "shape": [c, h, w], "images": args.images,
+                           "batch_size": args.batch_size, "epochs": args.epochs,
                            "trainer_img_s": fast, "naive_img_s": naive, "ratio": fast / naive,
                            "train_flops_per_image": flops}
-    print(f"labaug trainer ({precision}{', compiled' if args.compile else ''}): "
-          f"{fast:10.1f} train img/s")
+    print(f"labaug trainer ({precision}): {fast:10.1f} train img/s")
     print(f"naive pipeline (fp32, DataLoader): {naive:10.1f} train img/s")
     print(f"ratio: {fast / naive:.2f}x")
+    if args.compile:
+        compiled, _ = trainer_img_s(data, optim, args.width, args.device, args.epochs, True,
+                                    args.precision)
+        out["compiled_img_s"] = compiled
+        print(f"labaug trainer ({precision}, torch.compile): {compiled:10.1f} train img/s "
+              f"({compiled / fast:.2f}x eager; compilation excluded)")
     achieved = flops * fast / 1e12
     print(f"model: {flops / 1e9:.3f} GFLOP per training image (forward + backward); trainer "
           f"reaches {achieved:.3f} TFLOP/s")
@@ -270,12 +285,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                 replace(optim, epochs=args.full_run),
                                 replace(defaults().resnet, width=args.width),
                                 device=args.device, checkpoint=Path(tmp) / "run.pt",
-                                compile_model=args.compile, precision=args.precision)
+                                precision=args.precision)
             wall = time.perf_counter() - t0
         print(f"full run: {args.full_run} epochs x {args.images} images in {wall / 60:.1f} min "
               f"(final train loss {hist.train_loss[-1]:.4f}, test error "
               f"{hist.test_error[-1]:.4f})")
         out["full_run_seconds"] = wall
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 

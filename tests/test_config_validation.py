@@ -129,7 +129,11 @@ def _object_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, An
 # --- the schema itself ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("presets", [(), ("quick",), ("smoke",)], ids=["default", "quick", "smoke"])
+PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("presets", [(), *((name,) for name in PRESETS)],
+                         ids=["default", *PRESETS])
 def test_shipped_configs_are_valid(presets: tuple[str, ...]) -> None:
     assert config_errors(merged_config(*presets), SCHEMA) == []
 

@@ -1,0 +1,99 @@
+"""benchmarks/gpu_checks.py: the offline bundle's contents, and its steps run end to end on the
+CPU with a toy preset (the GPU itself is checked by tests/test_gpu.py, where there is one)."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import shutil
+import sys
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labaug.data.raw import SPECS
+
+from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import gpu_checks  # noqa: E402
+
+sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_bundle_holds_the_workflow_packages_at_their_installed_versions() -> None:
+    found = gpu_checks.requirement_closure(gpu_checks.BUNDLE_ROOTS)
+    for name in ("snakemake", "netcdf4", "cftime", "jsonschema", "yte",
+                 "snakemake-interface-common"):
+        assert found[name] == metadata.version(name)
+    # PyTorch's stack is the GPU machine's own; pulp is optional (greedy scheduling).
+    assert not {"numpy", "torch", "pulp"} & set(found)
+
+
+def test_only_missing_wheels_are_installed(tmp_path: Path) -> None:
+    have = tmp_path / f"pytest-{metadata.version('pytest')}-py3-none-any.whl"
+    lack = tmp_path / "labaug_no_such_distribution-1.0-py3-none-any.whl"
+    assert gpu_checks.missing_wheels([have, lack]) == [lack]
+    assert gpu_checks.wheel_distribution(lack) == "labaug-no-such-distribution"
+
+
+def test_bundled_data_are_the_official_files(tmp_path: Path) -> None:
+    source = Path(yaml.safe_load((REPO / "config.yaml").read_text())["data_sources"]["fmnist"])
+    if not source.is_dir():
+        pytest.skip(f"needs Debian's dataset-fashion-mnist in {source} (make system-test)")
+    gpu_checks.copy_dataset("fmnist", tmp_path / "fmnist")
+    names = sorted(p.name for p in (tmp_path / "fmnist").iterdir())
+    assert names == sorted(f.name for f in SPECS["fmnist"].files)
+    with pytest.raises(FileNotFoundError, match="data_sources.cifar10"):
+        gpu_checks.copy_dataset("cifar10", tmp_path / "cifar10")
+
+
+@pytest.fixture
+def toy_preset(tmp_path: Path) -> Iterator[Path]:
+    """A preset training each method's class-channel run for 2 epochs on 300 images, CPU."""
+    root = f"runs/test-gpu-checks-{uuid.uuid4().hex[:8]}"
+    preset = tmp_path / "toy.yaml"
+    preset.write_text(yaml.safe_dump({
+        "output_root": root, "seeds": [0],
+        "resnet": {"datasets": ["fmnist"], "device": "cpu", "width": 2, "train_subset": 300,
+                   "test_subset": 100, "batch_size": 100, "epochs": 2, "runs_per_gpu": 4}}))
+    yield preset
+    shutil.rmtree(REPO / root, ignore_errors=True)
+
+
+def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rc = gpu_checks.main([
+        "run", str(out), "--preset", str(toy_preset), "--skip", "tests",
+        "--targets", "figures/fig4.pdf",
+        "--benchmark-args", "--device cpu --width 2 --images 200 --batch-size 100 --epochs 1"])
+    assert rc == 0, (out / "snakemake.log").read_text()
+    assert {p.name for p in out.iterdir()} == {"environment.json", "benchmark.log",
+                                               "benchmark.json", "snakemake.log",
+                                               "full_runs.tar.gz"}
+    with tarfile.open(out / "full_runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert "figures/fig4.pdf" in names and "results/resnet/fmnist.nc" in names
+    assert not any(n.startswith("checkpoints") for n in names)
+
+    text = gpu_checks.report([out])
+    assert "| labaug trainer (fp32) |" in text and "| naive (DataLoader" in text
+    for method in ("weight_decay", "label_smoothing", "mixup", "cutmix"):
+        assert f"| fmnist {method} seed0 | 2/2 |" in text
+    assert "| 2 | " in text.split("Test error by epoch:")[1]
+
+    # A run cut off after its first epoch (no benchmark file yet) reads as unfinished.
+    partial = tmp_path / "partial"
+    with tarfile.open(out / "full_runs.tar.gz") as tar:
+        tar.extractall(partial, filter="data")
+    log = next(partial.glob("logs/resnet/fmnist/mixup/seed0.attempts.log"))
+    log.write_text("".join(ln for ln in log.read_text().splitlines(keepends=True)
+                           if "epoch 2/2" not in ln))
+    shutil.rmtree(partial / "logs" / "benchmarks")
+    rows = "\n".join(gpu_checks.full_run_tables(partial, every=10))
+    assert "| fmnist mixup seed0 | 1/2 | unfinished |" in rows
+    assert "| fmnist weight_decay seed0 | 2/2 | unfinished |" in rows
