@@ -258,16 +258,20 @@ def environment(installed: Sequence[str]) -> dict[str, Any]:
     return info
 
 
-def logged(cmd: Sequence[str], log: Path, env: Mapping[str, str], timeout: float | None = None
-           ) -> int:
-    """Run ``cmd`` in the checkout with its output in ``log``; its exit status (124: timed out)."""
+def logged(cmd: Sequence[str], log: Path, env: Mapping[str, str], timeout: float) -> int:
+    """Run ``cmd`` in the checkout with its output in ``log``; its exit status. After
+    ``timeout`` seconds it is stopped with every process it started, and the status is 124."""
     print(f"$ {' '.join(cmd)}  > {log.name}", flush=True)
     t0 = time.perf_counter()
     with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=dict(env), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            rc = subprocess.run(cmd, cwd=REPO, env=dict(env), stdout=fh,
-                                stderr=subprocess.STDOUT, timeout=timeout).returncode
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)    # its own process group: children too
+            proc.wait()
+            fh.write(f"\n[gpu_checks] stopped after {timeout:.0f} s\n")
             rc = 124
     print(f"  exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
     return rc
@@ -357,7 +361,8 @@ def _quote(text: str) -> str:
 
 
 def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float | None,
-        preset: str, targets: Sequence[str], benchmark_args: Sequence[str]) -> int:
+        preset: str, targets: Sequence[str], benchmark_args: Sequence[str],
+        step_timeout: float = 300.0) -> int:
     """The checks, in order (see the module docstring); 0 when every step that ran passed."""
     start = time.monotonic()
     until = float("inf") if deadline is None else start + deadline
@@ -375,13 +380,13 @@ def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float
     if "benchmark" not in skip:
         cmd = [sys.executable, "benchmarks/resnet_throughput.py", "--json",
                str(out.resolve() / "benchmark.json"), *benchmark_args]
-        status |= logged(cmd, out / "benchmark.log", env, _left(until)) != 0
+        status |= logged(cmd, out / "benchmark.log", env, _left(until, step_timeout)) != 0
     if "full" not in skip:
         runs.start(targets, bundle_dir, env)
     if "tests" not in skip:
         cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-ra", "-p", "no:cacheprovider",
                "tests/test_gpu.py"]
-        status |= logged(cmd, out / "pytest.log", env, _left(until)) != 0
+        status |= logged(cmd, out / "pytest.log", env, _left(until, step_timeout)) != 0
     if "full" not in skip:
         rc = runs.wait(until)
         runs.collect(out)
@@ -394,9 +399,9 @@ def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float
     return int(status)
 
 
-def _left(until: float) -> float | None:
-    """Seconds left before the monotonic time ``until`` (None: no limit; at least 1)."""
-    return None if until == float("inf") else max(1.0, until - time.monotonic())
+def _left(until: float, most: float) -> float:
+    """Seconds left before the monotonic time ``until``, at most ``most``, at least 1."""
+    return max(1.0, min(most, until - time.monotonic()))
 
 
 def collect(out: Path, preset: str, wait: float | None) -> int:
@@ -538,6 +543,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     r.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps to leave out")
     r.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                    help="collect the full runs this long after the start even if unfinished")
+    r.add_argument("--step-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="stop the benchmark, or the tests, after this long (a hang must not "
+                        "hold up the full runs)")
     r.add_argument("--preset", default=PRESET)
     r.add_argument("--targets", nargs="*", default=["figures/fig4.pdf", "figures/fig5.pdf",
                                                     "figures/fig1.pdf"],
@@ -562,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return run(args.out, args.bundle, args.skip, args.deadline, args.preset, args.targets,
-                   args.benchmark_args.split())
+                   args.benchmark_args.split(), args.step_timeout)
     if args.command == "collect":
         return collect(args.out, args.preset, args.wait)
     print(report(args.out, args.every), end="")

@@ -4,9 +4,11 @@ CPU with a toy preset (the GPU itself is checked by tests/test_gpu.py, where the
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import os
 import shutil
 import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +51,29 @@ def test_bundled_data_are_the_official_files(tmp_path: Path) -> None:
     assert names == sorted(f.name for f in SPECS["fmnist"].files)
     with pytest.raises(FileNotFoundError, match="data_sources.cifar10"):
         gpu_checks.copy_dataset("cifar10", tmp_path / "cifar10")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def test_a_step_that_hangs_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    # The benchmark's concurrent runs are processes of its own: a timeout must stop them too,
+    # or they would hold the GPU while the full runs train.
+    pid_file, log = tmp_path / "child.pid", tmp_path / "step.log"
+    rc = gpu_checks.logged(["sh", "-c", f"sleep 60 & echo $! > {pid_file}; sleep 60"], log,
+                           dict(os.environ), timeout=1)
+    assert rc == 124 and "stopped after 1 s" in log.read_text()
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
 
 
 @pytest.fixture
