@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -304,8 +305,8 @@ class FullRuns:
         rel = os.path.relpath(self.root, REPO)
         cmd = [sys.executable, "-m", "snakemake", *(f"{rel}/{t}" for t in targets),
                "--resources", "gpu=1", "--configfile", *configs]
-        script = f'{" ".join(map(_quote, cmd))} > {_quote(str(self.log))} 2>&1; ' \
-                 f'echo $? > {_quote(str(self.rc_file))}'
+        script = (f"{shlex.join(cmd)} > {shlex.quote(str(self.log))} 2>&1; "
+                  f"echo $? > {shlex.quote(str(self.rc_file))}")
         print(f"$ {' '.join(cmd)}  > {self.log.name} (in the background)", flush=True)
         proc = subprocess.Popen(["sh", "-c", script], cwd=REPO, env=dict(env),
                                 start_new_session=True, stdin=subprocess.DEVNULL,
@@ -335,11 +336,6 @@ class FullRuns:
             time.sleep(POLL_SECONDS)
         return self.returncode()
 
-    def stop(self) -> None:
-        """Stop the background Snakemake and its jobs (its whole process group)."""
-        if self.running():
-            os.killpg(int(self.pid_file.read_text()), signal.SIGTERM)
-
     def collect(self, out: Path) -> None:
         """Copy its log, and its results, figures and logs as full_runs.tar.gz, into ``out``."""
         if self.log.is_file():
@@ -351,13 +347,6 @@ class FullRuns:
         state = self.returncode()
         print(f"collected {self.root.name}: " + ("still running" if state is None and
               self.running() else f"exit {state}"), flush=True)
-
-
-def _quote(text: str) -> str:
-    """``text`` quoted for sh."""
-    import shlex
-
-    return shlex.quote(text)
 
 
 def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float | None,
