@@ -16,7 +16,8 @@ A GPU node often has PyTorch but not Snakemake or netCDF4, and no way to downloa
 
        python benchmarks/gpu_checks.py run OUT --bundle .gpu_bundle
 
-   installs the bundled wheels that machine lacks (into ``runs/gpu_check/site``), then writes,
+   installs the bundled wheels that machine lacks or has at an older version (into
+   ``runs/gpu_check/site``, first on the steps' import path), then writes,
    each into the folder OUT:
 
    - ``environment.json``: GPU, driver, Python, torch and CUDA versions, installed wheels;
@@ -134,9 +135,10 @@ def _marker_holds(requirement: str) -> bool:
     return bool(Marker(requirement.split(";", 1)[1]).evaluate())
 
 
-def wheel_distribution(path: Path) -> str:
-    """The normalized distribution name of a wheel file (its name up to the first '-')."""
-    return normalized(path.name.split("-", 1)[0])
+def wheel_distribution(path: Path) -> tuple[str, str]:
+    """The normalized distribution name and the version of a wheel file (from its name)."""
+    name, version = path.name.split("-")[:2]
+    return normalized(name), version
 
 
 def download_wheels(packages: Mapping[str, str], dest: Path, python_version: str) -> list[Path]:
@@ -193,20 +195,26 @@ def copy_dataset(dataset: str, dest: Path) -> None:
         shutil.copyfile(Path(source) / spec.name, dest / spec.name)
 
 
-def missing_wheels(wheels: Iterable[Path]) -> list[Path]:
-    """The wheels whose distribution this interpreter does not have installed."""
+def needed_wheels(wheels: Iterable[Path]) -> list[Path]:
+    """The wheels whose distribution this interpreter lacks, or has at an older version (an
+    installed newer version is kept: nothing the machine has is downgraded)."""
+    from packaging.version import Version
+
     out = []
     for wheel in wheels:
+        name, version = wheel_distribution(wheel)
         try:
-            metadata.distribution(wheel_distribution(wheel))
+            if Version(metadata.version(name)) < Version(version):
+                out.append(wheel)
         except metadata.PackageNotFoundError:
             out.append(wheel)
     return out
 
 
 def install_bundle(bundle_dir: Path, site: Path) -> list[str]:
-    """pip-install (offline, into ``site``) the bundled wheels this machine lacks; their names."""
-    wheels = missing_wheels(sorted((bundle_dir / "wheels").glob("*.whl")))
+    """pip-install (offline, into ``site``) the bundled wheels this machine lacks or has older;
+    their names."""
+    wheels = needed_wheels(sorted((bundle_dir / "wheels").glob("*.whl")))
     if wheels:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index",
                         "--no-deps", "--no-compile", "--upgrade", "--target", str(site),

@@ -35,11 +35,13 @@ def test_bundle_holds_the_workflow_packages_at_their_installed_versions() -> Non
     assert not {"numpy", "torch", "pulp"} & set(found)
 
 
-def test_only_missing_wheels_are_installed(tmp_path: Path) -> None:
+def test_only_missing_or_older_distributions_are_installed(tmp_path: Path) -> None:
     have = tmp_path / f"pytest-{metadata.version('pytest')}-py3-none-any.whl"
+    older = tmp_path / "pytest-0.1-py3-none-any.whl"
+    newer = tmp_path / "pytest-999.0-py3-none-any.whl"
     lack = tmp_path / "labaug_no_such_distribution-1.0-py3-none-any.whl"
-    assert gpu_checks.missing_wheels([have, lack]) == [lack]
-    assert gpu_checks.wheel_distribution(lack) == "labaug-no-such-distribution"
+    assert gpu_checks.needed_wheels([have, older, newer, lack]) == [newer, lack]
+    assert gpu_checks.wheel_distribution(lack) == ("labaug-no-such-distribution", "1.0")
 
 
 def test_bundled_data_are_the_official_files(tmp_path: Path) -> None:
