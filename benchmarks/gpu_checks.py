@@ -22,7 +22,7 @@ A GPU node often has PyTorch but not Snakemake or netCDF4, and no way to downloa
 
    - ``environment.json``: GPU, driver, Python, torch and CUDA versions, installed wheels;
    - ``benchmark.log`` and ``benchmark.json``: ``benchmarks/resnet_throughput.py
-     --runs-per-gpu 1 2 4 --compile``, run while nothing else uses the GPU;
+     --epochs 4 --runs-per-gpu 1 2 4 --compile``, run while nothing else uses the GPU;
    - the full-size runs: ``snakemake`` with ``--resources gpu=1 --configfile
      presets/gpu_check.yaml`` builds Figs. 4 and 5 (one 100-epoch ResNet-18 run per method on all
      of Fashion-MNIST, the four sharing the GPU) and Fig. 1 (its linear sweeps on the CPU cores
@@ -547,7 +547,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     r.add_argument("--targets", nargs="*", default=["figures/fig4.pdf", "figures/fig5.pdf",
                                                     "figures/fig1.pdf"],
                    help="Snakemake targets, relative to the preset's output root")
-    r.add_argument("--benchmark-args", default="--runs-per-gpu 1 2 4 --compile",
+    r.add_argument("--benchmark-args", default="--epochs 4 --runs-per-gpu 1 2 4 --compile",
                    help="arguments of benchmarks/resnet_throughput.py (one string)")
     c = sub.add_parser("collect", help="wait for full runs started by `run`, and collect them")
     c.add_argument("out", type=Path)
