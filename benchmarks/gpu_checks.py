@@ -365,6 +365,9 @@ def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float
     until = float("inf") if deadline is None else start + deadline
     out.mkdir(parents=True, exist_ok=True)
     runs = FullRuns(preset)
+    if runs.running():    # they would share the GPU with the benchmark, and hold Snakemake's lock
+        raise RuntimeError(f"the full runs of an earlier `run` are still training (pid "
+                           f"{runs.pid_file.read_text().strip()}); `collect` waits for them")
     site = runs.root / "site"
     installed = install_bundle(bundle_dir, site) if bundle_dir is not None else []
     env = child_env(site)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -112,6 +113,18 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     for method in ("weight_decay", "label_smoothing", "mixup", "cutmix"):
         assert f"| fmnist {method} seed0 | 2/2 |" in text
     assert "| 2 | " in text.split("Test error by epoch:")[1]
+
+    # A second `run` while the first one's Snakemake still trains is refused, naming it.
+    root = REPO / yaml.safe_load(toy_preset.read_text())["output_root"]
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (root / "snakemake.rc").unlink()
+        (root / "snakemake.pid").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(RuntimeError, match=f"still training \\(pid {sleeper.pid}\\)"):
+            gpu_checks.main(["run", str(tmp_path / "again"), "--preset", str(toy_preset)])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
     # A run cut off after its first epoch (no benchmark file yet) reads as unfinished.
     partial = tmp_path / "partial"
