@@ -11,6 +11,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every shipped preset (presets/NAME.yaml), by name.
+PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
+
 # The suite runs on small CPUs; one thread keeps timings stable and numbers reproducible.
 torch.set_num_threads(1)
 

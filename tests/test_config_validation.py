@@ -15,7 +15,7 @@ import yaml
 
 from labaug import augment
 from labaug.schema import ConfigError, config_errors, load_schema, validate_config
-from tests.conftest import REPO, load_yaml, merged_config
+from tests.conftest import PRESETS, REPO, load_yaml, merged_config
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -127,9 +127,6 @@ def _object_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, An
 
 
 # --- the schema itself ------------------------------------------------------------------------
-
-
-PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("presets", [(), *((name,) for name in PRESETS)],

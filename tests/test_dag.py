@@ -14,7 +14,7 @@ import yaml
 
 from labaug.augment import for_experiment
 from tests.cluster.smoke import REPO, SNAKEMAKE, snakemake
-from tests.conftest import merged_config
+from tests.conftest import PRESETS, merged_config
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def test_a_config_edit_reruns_exactly_the_jobs_that_depend_on_it(
 
 
 def test_each_preset_writes_under_its_own_root(tmp_path: Path) -> None:
-    for preset in sorted(p.stem for p in (REPO / "presets").glob("*.yaml")):
+    for preset in PRESETS:
         root = yaml.safe_load((REPO / "presets" / f"{preset}.yaml").read_text())["output_root"]
         assert root == f"runs/{preset}"
         workdir = tmp_path / preset
