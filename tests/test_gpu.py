@@ -134,6 +134,21 @@ def test_a_cuda_checkpoint_resumes_on_cuda_and_on_the_cpu(data: ClassChannelData
         assert trainers[0].device.type == device
 
 
+def test_a_cpu_checkpoint_resumes_on_cuda(data: ClassChannelData, tmp_path: Path) -> None:
+    # Plain Adam on the CPU, fused Adam on CUDA: the step counts move to the GPU as float32.
+    ckpt = tmp_path / "cpu.pt"
+    one = train_resnet(data, RUN, replace(OPTIM, epochs=1), TINY, device="cpu", checkpoint=ckpt)
+    trainers: list[ResNetTrainer] = []
+    h = train_resnet(data, RUN, replace(OPTIM, epochs=2), TINY, device="cuda", checkpoint=ckpt,
+                     trainer_out=trainers)
+    np.testing.assert_array_equal(h.train_loss[:1], one.train_loss)
+    assert np.isfinite(h.train_loss[1])
+    opt = trainers[0].opt
+    assert opt.param_groups[0]["fused"]
+    steps = [s["step"] for s in opt.state.values()]
+    assert steps and all(s.is_cuda and s.dtype == torch.float32 for s in steps)
+
+
 def test_a_resnet_job_on_cuda_records_gpu_and_precision(tmp_path: Path) -> None:
     import xarray as xr
 

@@ -26,6 +26,7 @@ from labaug.train.resnet import (
     ResNetTrainer,
     checkpoint_path,
     injected_nan_epoch,
+    load_optimizer_state,
     train_resnet,
 )
 
@@ -253,6 +254,42 @@ def test_killed_run_resumes_to_identical_metrics(
     a = torch.load(tmp_path / "a.pt", weights_only=True)["trainer"]["model"]
     b = torch.load(ckpt, weights_only=True)["trainer"]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("saved_fused, resumed_fused", [(False, True), (True, False)])
+def test_optimizer_state_resumes_across_fused_and_plain_adam(
+        saved_fused: bool, resumed_fused: bool, tmp_path: Path) -> None:
+    # CUDA trains with fused Adam, the CPU with the plain one: a checkpoint of either resumes in
+    # the other, keeps the resuming optimizer's implementation, and continues the same steps.
+    def adam(fused: bool) -> tuple[torch.nn.Parameter, torch.optim.Adam]:
+        param = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 5))
+        return param, torch.optim.Adam([param], lr=0.1, weight_decay=0.01, fused=fused or None)
+
+    def step(param: torch.nn.Parameter, opt: torch.optim.Adam, k: int) -> None:
+        param.grad = torch.sin(3.0 * param.detach() + k)
+        opt.step()
+
+    ref, ref_opt = adam(saved_fused)
+    for k in range(4):
+        step(ref, ref_opt, k)
+    first, first_opt = adam(saved_fused)
+    step(first, first_opt, 0)
+    step(first, first_opt, 1)
+    torch.save({"model": first.detach(), "optimizer": first_opt.state_dict()}, tmp_path / "s.pt")
+    saved = torch.load(tmp_path / "s.pt", map_location="cpu", weights_only=True)
+
+    second, second_opt = adam(resumed_fused)
+    with torch.no_grad():
+        second.copy_(saved["model"])
+    load_optimizer_state(second_opt, saved["optimizer"])
+    assert bool(second_opt.param_groups[0]["fused"]) == resumed_fused
+    steps = second_opt.state[second]["step"]
+    assert steps.device == second.device and float(steps) == 2.0
+    if resumed_fused:
+        assert steps.dtype == torch.float32
+    step(second, second_opt, 2)
+    step(second, second_opt, 3)
+    torch.testing.assert_close(second.detach(), ref.detach(), rtol=0, atol=1e-6)
 
 
 def test_checkpoint_from_other_settings_is_not_resumed(

@@ -18,10 +18,10 @@ fp32 and is bitwise reproducible.
 A checkpoint (model, optimizer, loss scaler, every random generator, metrics so far) is written
 atomically every ``resnet.checkpoint_minutes`` minutes (0 = every epoch) and always after the last
 epoch; a rerun resumes from it and, on the CPU, ends with the same numbers as an uninterrupted run.
-A checkpoint written on CUDA resumes on the CPU too. Random draws come from generators seeded by
-(seed, purpose) and made on the CPU, so the shuffling and augmentation draws are the same on every
-device (the same draw code as the linear sweep, `labaug.train.linear.EpochDraws`); one
-host-to-device copy per epoch.
+A checkpoint written on CUDA resumes on the CPU, and one written on the CPU resumes on CUDA
+(`load_optimizer_state`). Random draws come from generators seeded by (seed, purpose) and made on
+the CPU, so the shuffling and augmentation draws are the same on every device (the same draw code
+as the linear sweep, `labaug.train.linear.EpochDraws`); one host-to-device copy per epoch.
 
 An unreadable checkpoint is moved aside (``.corrupt``) with a warning and the run starts afresh;
 ``<checkpoint>.lock`` (flock) keeps a second trainer off a checkpoint in use. Once the result is
@@ -237,6 +237,28 @@ def finalize_checkpoint(ckpt: str | os.PathLike[str]) -> None:
         torch.load(tmp, map_location="cpu", weights_only=True)   # verify after write
 
 
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """Load ``saved`` into ``opt``, keeping ``opt``'s own implementation (fused or not), so a
+    state written on CUDA (fused Adam) resumes on the CPU and one written on the CPU on CUDA.
+
+    ``Optimizer.load_state_dict`` takes the implementation flags, and the placement of Adam's
+    step counts, from the saved state; here both follow ``opt``: a fused or capturable step is a
+    float32 tensor on its parameter's device, any other step lives on the CPU.
+    """
+    keys = ("fused", "foreach", "capturable")
+    flags = [{k: g[k] for k in keys if k in g} for g in opt.param_groups]
+    opt.load_state_dict(dict(saved))
+    for group, own in zip(opt.param_groups, flags, strict=True):
+        group.update(own)
+        on_device = bool(own.get("fused") or own.get("capturable"))
+        for param in group["params"]:
+            state = opt.state.get(param) or {}
+            step = state.get("step")
+            if isinstance(step, Tensor):
+                state["step"] = (step.to(device=param.device, dtype=torch.float32) if on_device
+                                 else step.to("cpu"))
+
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -325,12 +347,7 @@ class ResNetTrainer:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what `state_dict` saved."""
         self.model.load_state_dict(state["model"])
-        # The implementation flags are this trainer's (a CUDA checkpoint may resume on the CPU).
-        keys: tuple[str, ...] = ("fused", "foreach", "capturable")
-        flags = [{k: g[k] for k in keys if k in g} for g in self.opt.param_groups]
-        self.opt.load_state_dict(state["optimizer"])
-        for group, own in zip(self.opt.param_groups, flags, strict=True):
-            group.update(own)
+        load_optimizer_state(self.opt, state["optimizer"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.order_rng.set_state(state["order_rng"])
