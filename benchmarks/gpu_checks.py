@@ -258,7 +258,7 @@ def environment(installed: Sequence[str]) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(0)
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                     multiprocessors=props.multi_processor_count,
-                    bf16=torch.cuda.is_bf16_supported())
+                    bf16_native=torch.cuda.is_bf16_supported(including_emulation=False))
     smi = shutil.which("nvidia-smi")
     if smi:
         got = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total",

@@ -6,9 +6,9 @@ process, side by side:
 
 * the labaug trainer (`labaug.train.resnet.ResNetTrainer`): the dataset resident on the device as
   one tensor (channels_last on CUDA), batches by index, class channels concatenated there,
-  autocast at ``--precision`` (auto = bf16 where the GPU supports it), fused Adam, cuDNN
-  autotuning, one host sync per epoch (``--compile`` also times it with torch.compile, beside
-  the eager trainer, and prints the speedup);
+  autocast at ``--precision`` (auto = bf16 where the GPU computes in it natively), fused Adam,
+  cuDNN autotuning, one host sync per epoch (``--compile`` also times it with torch.compile,
+  beside the eager trainer, and prints the speedup);
 * the naive pipeline, written the way research code usually is: a per-item Dataset whose
   ``__getitem__`` concatenates the image and its class vector (numpy -> torch), a torch
   DataLoader, and an fp32 training loop.

@@ -23,7 +23,7 @@ from labaug.config import Device, DeviceSetting, PrecisionSetting
 
 __all__ = ["DEVICE_KEYS", "Device", "DeviceSetting", "DeviceUnavailableError", "Precision",
            "PrecisionSetting", "cuda_available", "device_name", "device_summary", "gpu_resources",
-           "require_device", "resolve_device", "resolve_precision"]
+           "native_bf16", "require_device", "resolve_device", "resolve_precision"]
 
 Precision = Literal["bf16", "fp16", "fp32"]
 """The arithmetic of the ResNet forward pass (weights and optimizer stay fp32)."""
@@ -82,13 +82,23 @@ def require_device(device: str, *, key: str, rule: str, job: str) -> None:
         + (" or auto." if key == DEVICE_KEYS["resnet"] else "."))
 
 
+def native_bf16() -> bool:
+    """Whether this process's GPU computes in bf16 natively (compute capability 8.0 or newer).
+
+    Not ``torch.cuda.is_bf16_supported()`` as such: by default it also says yes for an older GPU
+    (a V100 or T4) that only emulates bf16, far slower than its fp16 tensor cores.
+    """
+    return bool(torch.cuda.is_available()
+                and torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def resolve_precision(setting: str, device: str) -> Precision:
-    """auto -> bf16 on a GPU that supports it, fp16 (with loss scaling) on an older GPU, fp32 on
-    the CPU; an explicit bf16, fp16 or fp32 is kept."""
+    """auto -> bf16 on a GPU that computes in it natively, fp16 (with loss scaling) on an older
+    GPU, fp32 on the CPU; an explicit bf16, fp16 or fp32 is kept."""
     if setting == "auto":
         if device != "cuda":
             return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if native_bf16() else "fp16"
     if setting in ("bf16", "fp16", "fp32"):
         return "bf16" if setting == "bf16" else "fp16" if setting == "fp16" else "fp32"
     raise ValueError(f"unknown precision {setting!r}; choose from auto, bf16, fp16, fp32")

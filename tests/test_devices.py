@@ -21,6 +21,7 @@ from labaug.data.channels import class_channel_data
 from labaug.devices import (
     DeviceUnavailableError,
     gpu_resources,
+    native_bf16,
     require_device,
     resolve_device,
     resolve_precision,
@@ -83,10 +84,24 @@ def test_precision_follows_the_device() -> None:
     assert resolve_precision("bf16", "cpu") == "bf16"
     assert resolve_precision("fp16", "cuda") == "fp16"
     if CUDA_HERE:
-        assert resolve_precision("auto", "cuda") == (
-            "bf16" if torch.cuda.is_bf16_supported() else "fp16")
+        assert resolve_precision("auto", "cuda") == ("bf16" if native_bf16() else "fp16")
     with pytest.raises(ValueError, match="auto, bf16, fp16, fp32"):
         resolve_precision("fp8", "cpu")
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_precision_is_bf16_only_where_the_gpu_computes_in_it(
+        native: bool, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A V100 or T4 "supports" bf16 only by emulation (is_bf16_supported() says yes by default):
+    # auto must choose fp16 there. An A100, H100 or newer computes in bf16 natively.
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert native_bf16() is native
+    assert resolve_precision("auto", "cuda") == expected
+    assert resolve_precision("auto", "cpu") == "fp32"
 
 
 @no_gpu_here

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from labaug.data.channels import ClassChannelData, class_channel_data
+from labaug.devices import native_bf16
 from labaug.losses import soft_cross_entropy
 from labaug.train.resnet import ResNetRun, ResNetTrainer, train_resnet
 from tests.conftest import REPO
@@ -69,14 +70,14 @@ def test_fp32_steps_on_cuda_agree_with_the_cpu(data: ClassChannelData, no_tf32: 
 
 @pytest.mark.parametrize("precision", ["auto", "bf16", "fp16"])
 def test_mixed_precision_trains(precision: str) -> None:
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bf16")
+    if precision == "bf16" and not native_bf16():
+        pytest.skip("this GPU has no native bf16")
     d = class_channel_data(separable_raw(), "gen", 0, sigma=0.0)
     trainers: list[ResNetTrainer] = []
     h = train_resnet(d, ResNetRun("gen", "weight_decay", 0), replace(OPTIM, epochs=8), TINY,
                      device="cuda", precision=precision, trainer_out=trainers)
     tr = trainers[0]
-    expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if precision == "auto" \
+    expected = ("bf16" if native_bf16() else "fp16") if precision == "auto" \
         else precision
     assert tr.precision == expected
     assert tr.scaler.is_enabled() == (expected == "fp16")

@@ -8,7 +8,7 @@ decay's is nonzero) is Adam's coupled L2 term.
 
 On CUDA the model runs channels_last (the resident training tensor is stored channels_last once,
 so batches taken from it need no conversion) under autocast with fp32 weights: bf16 where the GPU
-supports it, else fp16 with loss scaling (`torch.amp.GradScaler`), or fp32 when asked
+computes in it natively, else fp16 with loss scaling (`torch.amp.GradScaler`), or fp32 when asked
 (``resnet.precision``; `labaug.devices.resolve_precision`); cuDNN autotuning is on and Adam is
 fused. An epoch syncs with the host once, for its metrics. ``resnet.compile`` compiles the model
 for the full training batches only (``dynamic=False``: one graph; a partial last batch and the
