@@ -63,6 +63,8 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:    # labaug from this checkout, also where it is not installed
+    sys.path.insert(0, str(REPO))
 
 BUNDLE_ROOTS = ("snakemake", "netCDF4", "jsonschema")
 """The packages the workflow needs beyond a PyTorch installation; bundled with what they need."""
@@ -250,6 +252,8 @@ def environment(installed: Sequence[str]) -> dict[str, Any]:
     """What this machine is: GPU and driver, Python, torch, CUDA, and the wheels installed."""
     import torch
 
+    from labaug.devices import native_bf16
+
     info: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                             "torch": torch.__version__, "cuda": torch.version.cuda,
                             "cuda_available": torch.cuda.is_available(),
@@ -258,7 +262,7 @@ def environment(installed: Sequence[str]) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(0)
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                     multiprocessors=props.multi_processor_count,
-                    bf16_native=torch.cuda.is_bf16_supported(including_emulation=False))
+                    bf16_native=native_bf16())
     smi = shutil.which("nvidia-smi")
     if smi:
         got = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total",

@@ -153,19 +153,17 @@ def median_seconds(fn: Callable[[], object]) -> float:
 # --- the floor ----------------------------------------------------------------------------------
 
 
-def floor(data: LinearData, n_models: int, optim: OptimConfig) -> float:
-    """Seconds for the sweep's bare matrix products alone: per step (B, F) x (F, M) for the
-    logits and (F, B) x (B, M) for the gradient, on the same shapes, as many steps as it runs."""
+def floor(data: LinearData, n_models: int, optim: OptimConfig) -> None:
+    """The sweep's bare matrix products alone: per step (B, F) x (F, M) for the logits and
+    (F, B) x (B, M) for the gradient, on the same shapes, as many steps as it runs."""
     x = torch.as_tensor(data.x_train)
     w = torch.zeros(n_models, x.shape[1])
     n, bs = len(x), optim.batch_size
-    start = time.perf_counter()
     for _ in range(optim.epochs):
         for lo in range(0, n, bs):
             xb = x[lo:lo + bs]
             z = torch.mm(xb, w.T)
             torch.mm(xb.T, z)
-    return time.perf_counter() - start
 
 
 # --- the profile --------------------------------------------------------------------------------
@@ -295,7 +293,7 @@ def main() -> None:
             start = time.perf_counter()
             naive_sweep(data, method, grid, optim, 0)
             t_slow = time.perf_counter() - start
-            t_floor = statistics.median(floor(data, len(grid), optim) for _ in range(REPEATS))
+            t_floor = median_seconds(lambda: floor(data, len(grid), optim))  # noqa: B023
             print(f"{method:<17}{t_slow:>9.3f}{t_fast:>9.3f}{t_floor:>9.3f}"
                   f"{t_slow / t_fast:>14.0f}x{t_fast / t_floor:>14.1f}x", flush=True)
             if not args.no_profile:

@@ -121,12 +121,6 @@ def process_seconds() -> float | None:
         return None
 
 
-def pair_of(part: Mapping[str, Any], data: str) -> tuple[int, int]:
-    """The configured class pair (``image.pairs``) of an image dataset."""
-    pair = part["image"]["pairs"][data]
-    return int(pair[0]), int(pair[1])
-
-
 def checked_device(device: str, family: str, rule: str, job: str) -> str:
     """The resolved device of a job, checked to exist here (`labaug.devices.require_device`);
     the error also goes to the rule's log."""
@@ -208,7 +202,7 @@ def write_linear_result(part: Mapping[str, Any], data: str, variance: Variance, 
     ds.attrs.update({"data": data, "variance": variance})
     if data != "synthetic":
         ds.attrs.update({"class_pair": dataset.classes,
-                         "class_pair_indices": list(pair_of(part, data))})
+                         "class_pair_indices": list(slices.pair_of(part, data))})
     write_netcdf(ds, out)
     log.info("wrote %s", out)
 

@@ -60,6 +60,13 @@ def linear_slice(config: Mapping[str, Any], data: str, variance: str,
     return pick(config, paths)
 
 
+def pair_of(part: Mapping[str, Any], data: str) -> tuple[int, int]:
+    """The configured class pair (``image.pairs``) of an image dataset, from the whole config or
+    a slice holding it."""
+    pair = part["image"]["pairs"][data]
+    return int(pair[0]), int(pair[1])
+
+
 def task_slice(config: Mapping[str, Any], variance: str) -> dict[str, Any]:
     """What one standardized binary image task (dataset and pair: its file name) depends on:
     the identifying value, its noise for the low variant, and the seeds it draws it for."""

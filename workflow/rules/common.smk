@@ -119,7 +119,7 @@ def task_input(wildcards):
     synthetic data has none."""
     if wildcards.data == "synthetic":
         return []
-    first, second = config["image"]["pairs"][wildcards.data]
+    first, second = slices.pair_of(config, wildcards.data)
     return expand(
         TASK_FILE,
         dataset=wildcards.data,
