@@ -18,6 +18,7 @@ from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from labaug import augment  # noqa: E402
+from labaug.data.raw import dataset_title  # noqa: E402
 from labaug.io import atomic_path  # noqa: E402
 from labaug.results import METHOD_DIM, methods_of, read_netcdf  # noqa: E402
 
@@ -123,7 +124,6 @@ def fig6(result: PathLike, out: PathLike, theory: PathLike | None = None) -> Non
                      theory)
 
 
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fmnist": "Fashion-MNIST"}
 TEST_ERROR_LABEL = "test error (fraction misclassified)"
 PIXEL_RATIO_LABEL = "identifying-pixel weight ratio " + r"$|w_1| / \|w_{\mathrm{rest}}\|$"
 
@@ -136,7 +136,7 @@ def image_rows(results: dict[str, PathLike]) -> list[tuple[str, xr.Dataset]]:
     for name, path in results.items():
         ds = read_netcdf(path)
         pair = ds.attrs.get("class_pair")
-        title = DATASET_TITLES.get(name, name)
+        title = dataset_title(name)
         rows.append((f"{title} ({pair})" if pair else title, ds))
     return rows
 
@@ -181,7 +181,7 @@ def fig4(out: PathLike, **results: PathLike) -> None:
             values = at(ds, method)["test_error"].transpose("epoch", "seed").values
             mean_std_band(ax, epochs, values, method_color(method), label=augment.title(method))
         model = ds.attrs.get("model", f"ResNet-18, width {ds.attrs.get('width', '?')}")
-        ax.set_title(f"{DATASET_TITLES.get(name, name)} ({model}; {ds.attrs.get('n_train', '?')} "
+        ax.set_title(f"{dataset_title(name)} ({model}; {ds.attrs.get('n_train', '?')} "
                      "training images)", fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -249,7 +249,7 @@ def fig5(out: PathLike, example: PathLike) -> None:
                  label="standardized pixel value")
     fig.colorbar(shown["class"], ax=axes[:, n_ch:].ravel().tolist(), shrink=0.8,
                  label="class-channel value (white = 0)")
-    fig.suptitle(f"Fig. 5: {DATASET_TITLES.get(ds.attrs['dataset'], ds.attrs['dataset'])}: "
+    fig.suptitle(f"Fig. 5: {dataset_title(ds.attrs['dataset'])}: "
                  "training inputs carry their class's vector\nN(0, $\\sigma^2 I$), "
                  f"$\\sigma$ = {float(ds.attrs['class_channel_sigma']):.3g}; "
                  "test inputs carry zeros", fontsize=10)

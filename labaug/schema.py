@@ -32,10 +32,11 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML (or JSON) schema file and fill in the registered methods (`with_methods`)."""
+    """Read a YAML (or JSON) schema file; fill in the methods and the datasets from their
+    registries (`with_methods`, `with_datasets`)."""
     with open(path) as fh:
         schema: dict[str, Any] = yaml.safe_load(fh)
-    return with_methods(schema)
+    return with_datasets(with_methods(schema))
 
 
 def with_methods(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,6 +66,32 @@ def with_methods(schema: Mapping[str, Any]) -> dict[str, Any]:
     class_channels = [n for n, m in methods.items() if "class_channels" in m.experiments]
     out["properties"]["resnet"]["properties"]["hp"].update(
         properties={n: values[n] for n in class_channels}, required=class_channels)
+    return out
+
+
+def with_datasets(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with the dataset enum, class-pair, source and checksum keys of every dataset.
+
+    The dataset list lives in one place, `labaug.data.raw.SPECS`; each dataset's number of
+    classes bounds the class indices of its pair.
+    """
+    from labaug.data.raw import SPECS
+
+    out: dict[str, Any] = copy.deepcopy(dict(schema))
+    names = list(SPECS)
+    out["$defs"]["dataset"]["enum"] = names
+    pair = out["$defs"]["pair"]
+    pairs = {
+        name: {**pair, "items": {**pair["items"], "maximum": spec.num_classes - 1},
+               "description": f"two distinct class indices of {spec.title} "
+                              f"(0 to {spec.num_classes - 1})"}
+        for name, spec in SPECS.items()
+    }
+    out["properties"]["image"]["properties"]["pairs"].update(properties=pairs, required=names)
+    out["properties"]["data_sources"].update(
+        properties={n: {"$ref": "#/$defs/source"} for n in names}, required=names)
+    out["properties"]["data_checksums"].update(
+        properties={n: {"$ref": "#/$defs/checksums"} for n in names})
     return out
 
 

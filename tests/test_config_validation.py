@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from labaug import augment
+from labaug.config import IMAGE_DATASETS
+from labaug.data.raw import SPECS
 from labaug.schema import ConfigError, config_errors, load_schema, validate_config
 from tests.conftest import PRESETS, REPO, load_yaml, merged_config
 
@@ -169,6 +171,42 @@ def test_the_schema_lists_exactly_the_registered_methods() -> None:
     # config.yaml runs every registered method and has a grid and ResNet value for each
     config = load_yaml(REPO / "config.yaml")
     assert sorted(config["methods"]) == sorted(augment.names())
+
+
+def test_the_schema_lists_exactly_the_registered_datasets() -> None:
+    # The YAML file names no dataset; load_schema fills them in from labaug.data.raw.SPECS,
+    # each class pair bounded by the dataset's number of classes.
+    text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    assert not any(name in text for name in SPECS)
+    names = list(SPECS)
+    assert SCHEMA["$defs"]["dataset"]["enum"] == names
+    pairs = SCHEMA["properties"]["image"]["properties"]["pairs"]
+    assert pairs["required"] == names
+    assert {n: p["items"]["maximum"] for n, p in pairs["properties"].items()} == {
+        "cifar10": 9, "cifar100": 99, "fmnist": 9}
+    assert SCHEMA["properties"]["data_sources"]["required"] == names
+    assert list(SCHEMA["properties"]["data_checksums"]["properties"]) == names
+    assert "required" not in SCHEMA["properties"]["data_checksums"]
+    assert IMAGE_DATASETS == tuple(names)
+
+
+@pytest.mark.parametrize("dataset", list(SPECS))
+def test_every_dataset_needs_its_pair_and_source(dataset: str) -> None:
+    for section, keys in (("image.pairs", ("image", "pairs")), ("data_sources", ("data_sources",))):
+        config = merged_config()
+        parent = config
+        for key in keys:
+            parent = parent[key]
+        del parent[dataset]
+        problems = config_errors(config, SCHEMA)
+        assert f"{section}.{dataset}: required key missing ({dataset})" in problems, problems
+    config = merged_config()
+    top = SPECS[dataset].num_classes - 1
+    config["image"]["pairs"][dataset] = [0, top + 1]
+    assert config_errors(config, SCHEMA) == [
+        f"image.pairs.{dataset}[1] = {top + 1} is out of range; allowed: [0, {top}]"]
+    config["image"]["pairs"][dataset] = [top, 0]
+    assert config_errors(config, SCHEMA) == []
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -114,11 +114,22 @@ Parser = Callable[[Mapping[str, bytes]], RawImages]
 
 @dataclass(frozen=True)
 class ArchiveSpec:
-    """How one dataset is acquired: its official files and the parser of their verified bytes."""
+    """One image dataset: its name and title, its official files and the parser of their bytes.
+
+    The entries of `SPECS` are the one list of image datasets: the config schema's dataset
+    names, class-pair bounds and source keys (`labaug.schema.with_datasets`), the workflow's
+    wildcards and the figures' titles all read it.
+    """
 
     dataset: str
+    title: str
+    """The name figures print, e.g. 'Fashion-MNIST'."""
+    num_classes: int
+    """How many classes its labels index (bounds the config's class pair)."""
     files: tuple[SourceFile, ...]
     parse: Parser
+    offline_hint: str = ""
+    """Where the files can be had without a download, said when they are missing."""
 
     def with_digests(self, digests: Mapping[str, str]) -> ArchiveSpec:
         """The same spec expecting other checksums (file name -> hex digest), e.g. for tests."""
@@ -130,7 +141,7 @@ class ArchiveSpec:
                        f.decompressed, None if f.name in digests else f.download_md5)
             for f in self.files
         )
-        return ArchiveSpec(self.dataset, files, self.parse)
+        return replace(self, files=files)
 
 
 def _digest(data: bytes, algorithm: Algorithm) -> str:
@@ -221,33 +232,38 @@ FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal
                   "Sneaker", "Bag", "Ankle boot")
 
 
-def _parse_fmnist(files: Mapping[str, bytes]) -> RawImages:
-    """Fashion-MNIST from its four decompressed idx files; images become (N, 1, 28, 28)."""
-    def images(name: str) -> np.ndarray:
+def idx_parser(train_images: str, train_labels: str, test_images: str, test_labels: str,
+               classes: tuple[str, ...]) -> Parser:
+    """A parser of an MNIST-style dataset: four idx files; images become (N, 1, H, W)."""
+
+    def images(files: Mapping[str, bytes], name: str) -> np.ndarray:
         x = parse_idx(files[name], name)
         if x.ndim != 3:
             raise RawDataError(f"{name}: expected (N, H, W) images, got shape {x.shape}")
         return x[:, None, :, :]
 
-    def labels(name: str) -> np.ndarray:
+    def labels(files: Mapping[str, bytes], name: str) -> np.ndarray:
         y = parse_idx(files[name], name)
         if y.ndim != 1:
             raise RawDataError(f"{name}: expected a vector of labels, got shape {y.shape}")
         return y.astype(np.int64)
 
-    return RawImages(images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
-                     images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"),
-                     FMNIST_CLASSES)
+    def parse(files: Mapping[str, bytes]) -> RawImages:
+        return RawImages(images(files, train_images), labels(files, train_labels),
+                         images(files, test_images), labels(files, test_labels), classes)
+
+    return parse
 
 
 _FMNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
-# Official checksums: CIFAR md5s are torchvision's (the archives' published md5s); the
-# Fashion-MNIST sha256s are of the decompressed idx bytes, identical upstream and in Debian;
-# the download md5s are of torchvision's upstream gzip files.
+# The image datasets, one entry each (README "Adding a dataset"). Official checksums: CIFAR
+# md5s are torchvision's (the archives' published md5s); the Fashion-MNIST sha256s are of the
+# decompressed idx bytes, identical upstream and in Debian; the download md5s are of
+# torchvision's upstream gzip files.
 SPECS: Mapping[str, ArchiveSpec] = MappingProxyType({
     "cifar10": ArchiveSpec(
-        "cifar10",
+        "cifar10", "CIFAR-10", 10,
         (SourceFile("cifar-10-python.tar.gz",
                     "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                     "c58f30108f718f92721af3b95e74349a",
@@ -256,7 +272,7 @@ SPECS: Mapping[str, ArchiveSpec] = MappingProxyType({
                       ("test_batch",), "batches.meta", "labels", "label_names"),
     ),
     "cifar100": ArchiveSpec(
-        "cifar100",
+        "cifar100", "CIFAR-100", 100,
         (SourceFile("cifar-100-python.tar.gz",
                     "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                     "eb9058c3a382ffc7106e4002c42a8d85",
@@ -265,7 +281,7 @@ SPECS: Mapping[str, ArchiveSpec] = MappingProxyType({
                       "fine_label_names"),
     ),
     "fmnist": ArchiveSpec(
-        "fmnist",
+        "fmnist", "Fashion-MNIST", len(FMNIST_CLASSES),
         tuple(
             SourceFile(name, _FMNIST_URL + name, sha, "sha256", decompressed=True,
                        download_md5=md5)
@@ -284,9 +300,18 @@ SPECS: Mapping[str, ArchiveSpec] = MappingProxyType({
                  "bb300cfdad3c16e7a12a480ee83cd310"),
             )
         ),
-        _parse_fmnist,
+        idx_parser("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", FMNIST_CLASSES),
+        offline_hint="Debian: apt-get install dataset-fashion-mnist provides them under "
+                     "/usr/share/datasets/fashion-mnist",
     ),
 })
+
+
+def dataset_title(dataset: str) -> str:
+    """The title figures print for ``dataset`` (its name when it is not in `SPECS`)."""
+    spec = SPECS.get(dataset)
+    return dataset if spec is None else spec.title
 
 
 def read_verified(path: Path, spec: SourceFile) -> bytes:
@@ -354,8 +379,7 @@ def _missing_message(spec: ArchiveSpec, source_dir: Path | None, reason: str,
              else "a directory of your choice")
     return (f"{spec.dataset}: {reason}. Put the official file(s) {names} into {where} and set "
             f"data_sources.{spec.dataset} in config.yaml to that directory"
-            + (" (Debian: apt-get install dataset-fashion-mnist provides them under "
-               "/usr/share/datasets/fashion-mnist)" if spec.dataset == "fmnist" else "")
+            + (f" ({spec.offline_hint})" if spec.offline_hint else "")
             + (", or rerun on a machine with internet access." if download_tried
                else ", or allow downloads (allow_download: true) on a machine with internet "
                     "access."))
