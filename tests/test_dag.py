@@ -4,6 +4,7 @@ each preset writes under its own output root (dry runs on the finished smoke run
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -142,3 +143,23 @@ def test_another_output_root_reuses_no_result(smoke_run: Path, tmp_path: Path) -
     assert {rule for rule, _ in jobs} == {rule for rule, _ in every} - {"fetch_raw"}
     assert all(output.startswith("runs/other/") for _, output in jobs)
     assert len(jobs) == len(every) - sum(rule == "fetch_raw" for rule, _ in every)
+
+
+def test_moved_raw_files_rerun_their_readers_unless_touched(smoke_run: Path,
+                                                            tmp_path: Path) -> None:
+    # README "What reruns after a config edit": a new source directory rebuilds the raw npz and
+    # so reruns every job that reads it; when the move is the only change, `--touch` records it
+    # and nothing is retrained. On a copy: touching rewrites the run's metadata.
+    work = tmp_path / "copy"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    moved = tmp_path / "moved" / "cifar100"
+    shutil.copytree(smoke_run / "sources" / "cifar100", moved)
+    edit = {"data_sources": {"cifar100": str(moved)}}
+    jobs, _ = planned(work, edit, tmp_path)
+    assert ("fetch_raw", "data/raw/cifar100.npz") in jobs
+    assert task_jobs(["cifar100"], ["zero", "low"]) <= jobs
+    assert linear_jobs(["cifar100"], ["zero", "low"]) <= jobs
+    proc = snakemake(work, "--touch", "--cores", "1", configs=[tmp_path / "edit.yaml"])
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    jobs, out = planned(work, edit, tmp_path)
+    assert jobs == set() and "Nothing to be done" in out, sorted(jobs)[:5]
