@@ -59,7 +59,9 @@ if workflow.is_main_process:
 # Every output lives under config `output_root` (default "." = results/, figures/, logs/ and
 # checkpoints/ in the working directory; each preset sets its own, e.g. runs/quick/), so runs of
 # different configs never read each other's results. data/raw/ is shared: raw data does not
-# depend on the preset (a changed source directory reruns fetch_raw through its params).
+# depend on the preset (a changed source directory reruns fetch_raw through its params, and so
+# every job that reads the dataset; README "What reruns after a config edit" says how
+# `--touch` records a mere move).
 OUTPUT_ROOT = config["output_root"]
 
 
