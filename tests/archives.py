@@ -19,7 +19,7 @@ import io
 import pickle
 import struct
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -134,21 +134,29 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
+def write_idx_files(directory: Path, arrays: Mapping[str, np.ndarray],
+                    compressed: bool = True) -> dict[str, str]:
+    """Write each uint8 array as an idx file named by its key (+ ``.gz`` when compressed);
+    returns {file name: sha256 of its uncompressed idx bytes}."""
+    digests = {}
+    for stem, arr in arrays.items():
+        data = idx_bytes(arr)
+        name = f"{stem}.gz" if compressed else stem
+        (directory / name).write_bytes(gzip.compress(data, mtime=0) if compressed else data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
 def write_fmnist(directory: Path, n_train: int = 60, n_test: int = 30, seed: int = 0,
                  compressed: bool = True) -> RawImages:
     """Write the four Fashion-MNIST idx files (gzip-compressed unless told not to)."""
     rng = np.random.default_rng(seed)
     x_train, y_train = _images(rng, n_train, (28, 28)), _labels(rng, n_train, 10)
     x_test, y_test = _images(rng, n_test, (28, 28)), _labels(rng, n_test, 10)
-    for stem, arr in (("train-images-idx3-ubyte", x_train),
-                      ("train-labels-idx1-ubyte", y_train.astype(np.uint8)),
-                      ("t10k-images-idx3-ubyte", x_test),
-                      ("t10k-labels-idx1-ubyte", y_test.astype(np.uint8))):
-        data = idx_bytes(arr)
-        if compressed:
-            (directory / f"{stem}.gz").write_bytes(gzip.compress(data, mtime=0))
-        else:
-            (directory / stem).write_bytes(data)
+    write_idx_files(directory, {"train-images-idx3-ubyte": x_train,
+                                "train-labels-idx1-ubyte": y_train.astype(np.uint8),
+                                "t10k-images-idx3-ubyte": x_test,
+                                "t10k-labels-idx1-ubyte": y_test.astype(np.uint8)}, compressed)
     from labaug.data.raw import FMNIST_CLASSES
 
     return RawImages(x_train[:, None], y_train, x_test[:, None], y_test, FMNIST_CLASSES)

@@ -14,8 +14,6 @@ figure.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +24,7 @@ import xarray as xr
 import yaml
 
 from labaug.results import METHOD_DIM
-from tests.archives import idx_bytes
+from tests.archives import write_idx_files
 from tests.cluster.smoke import SMALL, snakemake, write_overrides
 from tests.conftest import REPO
 
@@ -156,12 +154,8 @@ def write_toy_files(directory: Path, n_train: int = 400, n_test: int = 120) -> d
     directory.mkdir(parents=True)
     arrays = (rng.integers(0, 256, (n_train, 16, 16)), rng.integers(0, 4, n_train),
               rng.integers(0, 256, (n_test, 16, 16)), rng.integers(0, 4, n_test))
-    digests = {}
-    for name, array in zip(TOY_FILES, arrays, strict=True):
-        data = idx_bytes(array.astype(np.uint8))
-        (directory / name).write_bytes(gzip.compress(data, mtime=0))
-        digests[name] = hashlib.sha256(data).hexdigest()
-    return digests
+    return write_idx_files(directory, {name.removesuffix(".gz"): array.astype(np.uint8)
+                                       for name, array in zip(TOY_FILES, arrays, strict=True)})
 
 
 def test_a_new_dataset_reaches_every_image_result_and_figure(tmp_path: Path) -> None:
