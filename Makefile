@@ -12,16 +12,35 @@ CORES ?= 2
 QUICK_APT_PACKAGES := dataset-fashion-mnist
 TEST_APT_PACKAGES := $(QUICK_APT_PACKAGES) slurm-wlm munge chromium
 
-.PHONY: setup system system-quick system-test quick full test lint clean
+.PHONY: setup lock system system-quick system-test quick full test lint clean
 
-$(BIN)/.installed: pyproject.toml
+# Every package comes at the version constraints.txt pins (torch and torchvision first, on their
+# own, so that pip picks them before anything that merely requires some torch).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt torch torchvision
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 setup: $(BIN)/.installed
+
+# Re-resolves constraints.txt after a change to pyproject.toml's dependencies: a scratch
+# virtualenv gets torch and torchvision at their pinned versions (edit those two lines of
+# constraints.txt, and envs/labaug.yaml, to move PyTorch) and the newest releases of everything
+# else that pyproject.toml allows; its `pip freeze`, under the file's header, is the new file.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	grep -E '^(torch|torchvision)==' constraints.txt > $(LOCK_VENV)/torch.txt
+	$(LOCK_VENV)/bin/pip install --quiet -r $(LOCK_VENV)/torch.txt
+	$(LOCK_VENV)/bin/pip install --quiet -c $(LOCK_VENV)/torch.txt -e ".[test]"
+	{ sed '/^[^#]/,$$d' constraints.txt; $(LOCK_VENV)/bin/pip freeze --exclude-editable; } \
+	  > $(LOCK_VENV)/constraints.txt
+	mv $(LOCK_VENV)/constraints.txt constraints.txt
+	rm -rf $(LOCK_VENV)
 
 # Installs the Debian packages that are missing (as root, or through sudo): `make system-quick`
 # for the quick preset, `make system-test` (= `make system`) for the tests.
