@@ -8,13 +8,19 @@ resolved device goes to each job as a parameter; only jobs that will use a GPU r
 ``gpu`` resource (`gpu_resources`); a job set to cuda that starts where there is none fails at
 once (`require_device`), naming the rule, the job and the config key, and never trains on the
 CPU instead. The precision of the ResNet runs follows the device (`resolve_precision`).
+`device_warnings` says, when a run starts (``onstart`` in ``workflow/rules/resnet.smk``), that
+``auto`` chose the CPU on a machine whose NVIDIA driver lists a GPU (and why torch cannot use
+it), or that ResNet-18 runs of the paper's size are about to train on a CPU.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,14 +28,21 @@ import torch
 from labaug.config import Device, DeviceSetting, PrecisionSetting
 
 __all__ = ["DEVICE_KEYS", "Device", "DeviceSetting", "DeviceUnavailableError", "Precision",
-           "PrecisionSetting", "cuda_available", "device_name", "device_summary", "gpu_resources",
-           "native_bf16", "require_device", "resolve_device", "resolve_precision"]
+           "PrecisionSetting", "cuda_available", "cuda_unusable_reason", "device_name",
+           "device_summary", "device_warnings", "gpu_resources", "native_bf16", "nvidia_gpus",
+           "require_device", "resolve_device", "resolve_precision"]
 
 Precision = Literal["bf16", "fp16", "fp32"]
 """The arithmetic of the ResNet forward pass (weights and optimizer stay fp32)."""
 
 DEVICE_KEYS = {"linear": "linear.device", "resnet": "resnet.device"}
 """The config key of each training family's device."""
+
+NVIDIA_DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
+"""Where the NVIDIA kernel driver lists the GPUs it drives (one folder each), on Linux."""
+
+PAPER_SCALE_WIDTH = 32
+"""A ResNet-18 at least this wide (the paper's is 64) is far beyond a CPU at full scale."""
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -67,6 +80,71 @@ def device_summary(config: Mapping[str, Any], resnet_device: str,
             f"this machine {seen} CUDA GPU), precision {resnet['precision']}, "
             f"{resnet['runs_per_gpu']} per GPU; linear sweeps on {config['linear']['device']} "
             f"(linear.device); rules requesting the gpu resource themselves: {requesting}")
+
+
+def nvidia_gpus(root: Path = NVIDIA_DRIVER_GPUS) -> list[str]:
+    """The model names of the GPUs the NVIDIA kernel driver lists, whether or not torch can use
+    them (empty where there is no such driver)."""
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    names = []
+    for entry in entries:
+        try:
+            info = (entry / "information").read_text(errors="replace")
+        except OSError:
+            info = ""
+        model = re.search(r"^Model:\s*(.+?)\s*$", info, re.MULTILINE)
+        names.append(model.group(1) if model else entry.name)
+    return names
+
+
+def cuda_unusable_reason(cuda_build: str | None,
+                         environ: Mapping[str, str] | None = None) -> str:
+    """Why this process's torch (built for CUDA ``cuda_build``, None = without CUDA) cannot use
+    a GPU that the driver lists, with what to do about it."""
+    if cuda_build is None:
+        return (f"this torch ({torch.__version__}) was built without CUDA; `make setup` installs "
+                "the CUDA build that constraints.txt pins (on Linux x86-64 the PyPI wheels are "
+                "CUDA builds), and for conda see envs/labaug.yaml")
+    visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={visible!r} hides it from this process"
+    return (f"torch {torch.__version__} is built for CUDA {cuda_build} but finds no usable "
+            f"device; the usual cause is an NVIDIA driver older than CUDA {cuda_build} needs "
+            "(`nvidia-smi` prints the CUDA version the driver supports)")
+
+
+def device_warnings(config: Mapping[str, Any], resnet_device: str, runs: int,
+                    gpus: Sequence[str] | None = None,
+                    cuda_build: str | None = torch.version.cuda) -> list[str]:
+    """Warnings for the start of a run, about the ``runs`` ResNet jobs it will train on
+    ``resnet_device``: ``auto`` chose the CPU although the NVIDIA driver lists a GPU
+    (``gpus``; default: `nvidia_gpus`) that torch (built for ``cuda_build``; default: this
+    process's) cannot use; or ResNet-18 runs of the paper's size will train on a CPU."""
+    resnet = config["resnet"]
+    if resnet_device != "cpu" or resnet["device"] != "auto" or runs == 0:
+        return []
+    warnings = []
+    gpus = nvidia_gpus() if gpus is None else gpus
+    if gpus:
+        warnings.append(
+            f"labaug WARNING: resnet.device: auto chose the CPU, but the NVIDIA driver lists "
+            f"{len(gpus)} GPU(s) here ({', '.join(dict.fromkeys(gpus))}) that torch cannot "
+            f"use: {cuda_unusable_reason(cuda_build)}. Fix that and rerun to train on the GPU, "
+            f"or set resnet.device: cpu to train on the CPU on purpose.")
+    if resnet["model"] == "resnet18" and resnet["width"] >= PAPER_SCALE_WIDTH:
+        epochs = resnet["epochs"] or config["optim"]["epochs"]
+        images = ("all training images" if resnet["train_subset"] is None
+                  else f"{resnet['train_subset']} training images")
+        warnings.append(
+            f"labaug WARNING: {runs} ResNet-18 run(s) of width {resnet['width']} ({epochs} "
+            f"epochs, {images}) will train on the CPU, one core each: at this size that takes "
+            f"days per run. On a GPU machine resnet.device: auto picks the GPU; profiles/slurm "
+            f"sends the runs to GPU nodes; presets/quick.yaml is the CPU-scale run. Set "
+            f"resnet.device: cpu to train on the CPU on purpose.")
+    return warnings
 
 
 def require_device(device: str, *, key: str, rule: str, job: str) -> None:

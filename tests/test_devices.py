@@ -7,6 +7,7 @@ expected ResNet device under ``resnet.device: auto`` is what this machine's torc
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import replace
@@ -20,8 +21,10 @@ import torch
 from labaug.data.channels import class_channel_data
 from labaug.devices import (
     DeviceUnavailableError,
+    device_warnings,
     gpu_resources,
     native_bf16,
+    nvidia_gpus,
     require_device,
     resolve_device,
     resolve_precision,
@@ -123,6 +126,71 @@ def test_a_cuda_job_without_a_gpu_fails_naming_rule_job_and_key(tmp_path: Path) 
     assert not out.exists()
 
 
+def test_nvidia_gpus_are_read_from_the_kernel_drivers_list(tmp_path: Path) -> None:
+    assert nvidia_gpus(tmp_path / "absent") == []
+    for bus, model in (("0000:41:00.0", "NVIDIA H100 80GB HBM3"), ("0000:01:00.0", None)):
+        (tmp_path / bus).mkdir()
+        info = f"Model: \t\t {model}\nIRQ:   \t\t 35\n" if model else "IRQ: 35\n"
+        (tmp_path / bus / "information").write_text(info)
+    # Sorted by bus; a GPU whose information names no model is named by its bus.
+    assert nvidia_gpus(tmp_path) == ["0000:01:00.0", "NVIDIA H100 80GB HBM3"]
+
+
+def gpu_config(**resnet: Any) -> dict[str, Any]:
+    """The full default config, its ResNet settings changed by ``resnet``."""
+    from tests.conftest import merged_config
+
+    config = merged_config()
+    config["resnet"].update(resnet)
+    return config
+
+
+@pytest.mark.parametrize("build, visible, reason", [
+    (None, None, "was built without CUDA; `make setup` installs the CUDA build"),
+    ("13.0", "", "CUDA_VISIBLE_DEVICES='' hides it"),
+    ("13.0", "-1", "CUDA_VISIBLE_DEVICES='-1' hides it"),
+    ("13.0", None, "an NVIDIA driver older than CUDA 13.0 needs"),
+])
+def test_auto_on_the_cpu_beside_an_unusable_gpu_says_why(
+        build: str | None, visible: str | None, reason: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    small = gpu_config(width=4)                   # no size warning: only the unusable GPU
+    gpus = ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"]
+    (warning,) = device_warnings(small, "cpu", 8, gpus=gpus, cuda_build=build)
+    assert warning.startswith("labaug WARNING: resnet.device: auto chose the CPU, but the "
+                              "NVIDIA driver lists 2 GPU(s) here (NVIDIA H100 80GB HBM3)")
+    assert reason in warning and "set resnet.device: cpu" in warning
+    # Not a surprise, so no warning: the CPU chosen on purpose, a GPU in use, no ResNet runs,
+    # or no NVIDIA driver at all.
+    assert device_warnings(gpu_config(width=4, device="cpu"), "cpu", 8, gpus=gpus) == []
+    assert device_warnings(gpu_config(width=4, device="cuda"), "cuda", 8, gpus=gpus) == []
+    assert device_warnings(small, "cuda", 8, gpus=gpus) == []
+    assert device_warnings(small, "cpu", 0, gpus=gpus) == []
+    assert device_warnings(small, "cpu", 8, gpus=[]) == []
+
+
+def test_resnet18_runs_of_the_papers_size_on_the_cpu_are_announced() -> None:
+    (warning,) = device_warnings(gpu_config(), "cpu", 40, gpus=[])
+    assert warning.startswith("labaug WARNING: 40 ResNet-18 run(s) of width 64 (100 epochs, "
+                              "all training images) will train on the CPU")
+    assert "presets/quick.yaml" in warning and "profiles/slurm" in warning
+    (subset,) = device_warnings(gpu_config(width=32, epochs=5, train_subset=1000), "cpu", 2,
+                                gpus=[])
+    assert "2 ResNet-18 run(s) of width 32 (5 epochs, 1000 training images)" in subset
+    # CPU-scale models, a GPU, or the CPU chosen on purpose: nothing to say.
+    assert device_warnings(gpu_config(width=16), "cpu", 40, gpus=[]) == []
+    assert device_warnings(gpu_config(model="mlp"), "cpu", 40, gpus=[]) == []
+    assert device_warnings(gpu_config(), "cuda", 40, gpus=[]) == []
+    assert device_warnings(gpu_config(device="cpu"), "cpu", 40, gpus=[]) == []
+    # Both at once: the unusable GPU first.
+    both = device_warnings(gpu_config(), "cpu", 40, gpus=["Tesla T4"], cuda_build=None)
+    assert [w.split(":")[1].strip()[:10] for w in both] == ["resnet.dev", "40 ResNet-"]
+
+
 # --- the CPU trainer: ERM by Mixup alpha = 0, one sync per epoch, checkpoint cadence -----------
 
 
@@ -209,6 +277,27 @@ def test_slurm_profile_sets_cuda_and_one_gpu_per_resnet_job_in_the_gpu_partition
             assert "gpu" not in res and res.get("slurm_partition") == "compute", fields
         else:
             assert "gpu" not in res, (rule, fields)
+
+
+@no_gpu_here
+def test_a_run_warns_before_paper_size_resnet_runs_train_on_the_cpu(tmp_path: Path) -> None:
+    """The warning counts the ResNet runs this invocation will train: none for a target without
+    them; one for one run at width 64, printed before it starts (it then stops at an injected
+    NaN, so nothing trains at that size here)."""
+    write_overrides(tmp_path, {"resnet": {"width": 64, "datasets": ["cifar10"]},
+                               "image_datasets": ["cifar10"]})
+    proc = snakemake(tmp_path, "--cores", "1", "data/raw/cifar10.npz", timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "labaug WARNING" not in proc.stdout + proc.stderr
+    env = dict(os.environ, LABAUG_INJECT_NAN="cifar10:weight_decay:0:1")
+    proc = snakemake(tmp_path, "--cores", "1", "results/resnet/cifar10/weight_decay/seed0.nc",
+                     env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "NonFiniteLossError" in out, out[-3000:]
+    warning = ("labaug WARNING: 1 ResNet-18 run(s) of width 64 (2 epochs, 200 training images) "
+               "will train on the CPU")
+    assert out.count(warning) == 1, out[-3000:]
+    assert out.index(warning) < out.index("rule train_resnet:"), out[-3000:]
 
 
 @no_gpu_here

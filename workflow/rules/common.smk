@@ -2,7 +2,12 @@
 from labaug import augment
 from labaug.captions import ProvenanceCaption
 from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
-from labaug.devices import device_summary, gpu_resources, resolve_device
+from labaug.devices import (
+    device_summary,
+    device_warnings,
+    gpu_resources,
+    resolve_device,
+)
 from labaug import slices
 from labaug.train.resnet import check_inject_nan
 from labaug.errors import quarantined
@@ -46,15 +51,6 @@ if (
         "gpu", workflow.global_resources["gpu"].value * RUNS_PER_GPU
     )
 
-if workflow.is_main_process:
-    print(
-        device_summary(
-            config,
-            RESNET_DEVICE,
-            {"train_resnet": RESNET_GPU, "linear_sweep": LINEAR_GPU},
-        ),
-        file=sys.stderr,
-    )
 
 # Every output lives under config `output_root` (default "." = results/, figures/, logs/ and
 # checkpoints/ in the working directory; each preset sets its own, e.g. runs/quick/), so runs of
@@ -107,6 +103,18 @@ def linear_experiment(data):
 def methods_for(experiment):
     """The configured methods (config order) that the registry runs on ``experiment``."""
     return augment.for_experiment(config["methods"], experiment)
+
+
+# Where each family trains, on the first lines of the output (a dry run's too).
+if workflow.is_main_process:
+    print(
+        device_summary(
+            config,
+            RESNET_DEVICE,
+            {"train_resnet": RESNET_GPU, "linear_sweep": LINEAR_GPU},
+        ),
+        file=sys.stderr,
+    )
 
 
 def sweep_priority(wildcards):

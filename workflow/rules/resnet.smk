@@ -8,6 +8,18 @@ localrules:
     class_channel_example,
 
 
+# Before the first job: say so when the ResNet runs about to train go to the CPU by surprise
+# (resnet.device auto beside a GPU torch cannot use, or runs of the paper's size; labaug.devices).
+# Counted from the jobs this invocation will run, so a target without ResNet runs says nothing.
+onstart:
+    for warning in device_warnings(
+        config,
+        RESNET_DEVICE,
+        sum(job.rule.name == "train_resnet" for job in workflow.dag.needrun_jobs()),
+    ):
+        print(warning, file=sys.stderr)
+
+
 rule train_resnet:
     input:
         raw="data/raw/{dataset}.npz",
