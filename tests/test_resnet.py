@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from labaug.train.resnet import (
     ResNetRun,
     ResNetTrainer,
     checkpoint_path,
+    duration,
     injected_nan_epoch,
     load_optimizer_state,
     train_resnet,
@@ -227,6 +229,20 @@ def test_fits_a_trivially_separable_task() -> None:
     assert h.train_loss[-1] < 0.5 * h.train_loss[0]
     assert h.train_error[-1] <= 0.02
     assert h.test_error[-1] <= 0.05
+
+
+def test_each_epoch_line_says_how_long_the_rest_will_take(
+        data: ClassChannelData, caplog: pytest.LogCaptureFixture) -> None:
+    assert [duration(s) for s in (0.4, 42, 59.6, 60, 1010, 3600, 3 * 3600 + 5 * 60 + 29,
+                                  86399, 2 * 86400 + 7 * 3600 + 1800)] == [
+        "0 s", "42 s", "1 min", "1 min", "17 min", "1 h 00 min", "3 h 05 min", "23 h 59 min",
+        "2 d 07 h"]
+    with caplog.at_level("INFO", logger="labaug.train.resnet"):
+        train_resnet(data, ResNetRun("gen", "weight_decay", 0), OPTIM, TINY)
+    lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+    assert len(lines) == 3
+    assert all(re.search(r"train img/s; about \d+ s left\)$", line) for line in lines[:2]), lines
+    assert lines[2].endswith("train img/s)"), lines[2]
 
 
 class _Killed(Exception):

@@ -429,6 +429,18 @@ class ResNetTrainer:
         return int(wrong.item()) / len(self.y_test)
 
 
+def duration(seconds: float) -> str:
+    """A time span as a person reads it: '42 s', '17 min', '3 h 05 min', '2 d 07 h'."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600:02d} h"
+
+
 def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, Any]:
     """What a checkpoint must match to be resumed (everything but the epoch count)."""
     return {
@@ -492,6 +504,7 @@ def train_resnet(
 
     every = 60.0 * resnet.checkpoint_minutes
     last_save = time.monotonic()
+    began = time.perf_counter()
     for epoch in range(start + 1, n_epochs + 1):
         tic = time.perf_counter()
         train_loss, train_error = trainer.train_epoch(nan_at_start=epoch == nan_epoch)
@@ -512,10 +525,13 @@ def train_resnet(
                 torch.save(payload, tmp)
             last_save = time.monotonic()
         seconds = time.perf_counter() - tic
+        # Time left at the pace of this attempt's epochs so far.
+        left = (time.perf_counter() - began) / (epoch - start) * (n_epochs - epoch)
         log.info("%s epoch %d/%d: train loss %.4f, train error %.4f, test error %.4f "
-                 "(%.1f s, %.0f train img/s%s)", run, epoch, n_epochs, train_loss, train_error,
+                 "(%.1f s, %.0f train img/s%s%s)", run, epoch, n_epochs, train_loss, train_error,
                  test_error, seconds, trainer.n_train / max(train_seconds, 1e-9),
-                 ", checkpoint written" if ckpt is not None and due else "")
+                 ", checkpoint written" if ckpt is not None and due else "",
+                 f"; about {duration(left)} left" if epoch < n_epochs else "")
         if on_epoch is not None:
             on_epoch(epoch)
 
