@@ -485,6 +485,8 @@ def benchmark_table(b: Mapping[str, Any]) -> list[str]:
     for runs, rate in sorted(b.get("runs_per_gpu_img_s", {}).items(), key=lambda kv: int(kv[0])):
         rows.append(f"| {runs} labaug runs at once, in total | {rate:,.0f} | "
                     f"{rate / b['naive_img_s']:.1f}x |")
+    for stage, error in b.get("errors", {}).items():
+        rows.append(f"| {stage} | failed: {error} | |")
     rows += ["", f"Training FLOPs per image {b['train_flops_per_image'] / 1e9:.3f} G; the "
              "trainer reaches " + (f"{peak:.1%} of the GPU's dense bf16 peak." if peak is not None
                                    else "an unknown fraction of peak (GPU not in the table).")]

@@ -35,13 +35,16 @@ trains one whole run with the real trainer loop (per-epoch test error and checkp
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import tempfile
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -195,13 +198,25 @@ def concurrent_img_s(args: dict[str, Any], runs: int) -> float:
              for _ in range(runs)]
     for p in procs:
         p.start()
-    spans = [queue.get(timeout=3600) for _ in procs]
-    for p in procs:
-        p.join()
-        if p.exitcode != 0:
-            raise RuntimeError(f"a benchmark process failed (exit code {p.exitcode})")
+    spans: list[tuple[float, float, int]] = []
+    try:
+        while len(spans) < runs:
+            try:
+                spans.append(queue.get(timeout=1.0))
+            except Empty:
+                # One that died (out of memory, a CUDA error) would leave the others waiting
+                # at the barrier, and this loop, for ever.
+                failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if failed:
+                    raise RuntimeError(f"a benchmark process failed (exit code {failed[0]})"
+                                       ) from None
+    finally:
+        for p in procs:
+            if len(spans) < runs:
+                p.terminate()
+            p.join()
     start, end = min(s[0] for s in spans), max(s[1] for s in spans)
-    return sum(s[2] for s in spans) / (end - start)
+    return float(sum(s[2] for s in spans) / (end - start))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -250,16 +265,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                            "width": args.width, "shape": [c, h, w], "images": args.images,
                            "batch_size": args.batch_size, "epochs": args.epochs,
                            "trainer_img_s": fast, "naive_img_s": naive, "ratio": fast / naive,
-                           "train_flops_per_image": flops}
+                           "train_flops_per_image": flops, "runs_per_gpu_img_s": {},
+                           "errors": {}}
+
+    def save() -> None:
+        """Write the numbers so far (a benchmark stopped later still leaves them)."""
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+    def optional(stage: str, measure: Callable[[], None]) -> None:
+        """Run one optional measurement; a failure is printed and recorded, not fatal, so the
+        numbers measured before and after it are kept."""
+        try:
+            measure()
+        except Exception as err:  # noqa: BLE001 - any failure of one stage is reported
+            traceback.print_exc()
+            out["errors"][stage] = f"{type(err).__name__}: {err}"
+            print(f"{stage}: FAILED ({out['errors'][stage]})", flush=True)
+        save()
+
     print(f"labaug trainer ({precision}): {fast:10.1f} train img/s")
     print(f"naive pipeline (fp32, DataLoader): {naive:10.1f} train img/s")
     print(f"ratio: {fast / naive:.2f}x")
-    if args.compile:
-        compiled, _ = trainer_img_s(data, optim, args.width, args.device, args.epochs, True,
-                                    args.precision)
-        out["compiled_img_s"] = compiled
-        print(f"labaug trainer ({precision}, torch.compile): {compiled:10.1f} train img/s "
-              f"({compiled / fast:.2f}x eager; compilation excluded)")
     achieved = flops * fast / 1e12
     print(f"model: {flops / 1e9:.3f} GFLOP per training image (forward + backward); trainer "
           f"reaches {achieved:.3f} TFLOP/s")
@@ -272,13 +300,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         minutes = 100 * 50_000 / fast / 60
         print(f"projected 100-epoch, 50,000-image run: {minutes:.1f} min of training "
               "(excluding per-epoch test evaluation)")
-    concurrent: dict[int, float] = {}
+    save()
+
+    def compiled() -> None:
+        rate, _ = trainer_img_s(data, optim, args.width, args.device, args.epochs, True,
+                                args.precision)
+        out["compiled_img_s"] = rate
+        print(f"labaug trainer ({precision}, torch.compile): {rate:10.1f} train img/s "
+              f"({rate / fast:.2f}x eager; compilation excluded)", flush=True)
+
+    if args.compile:
+        optional("torch.compile", compiled)
+
+    def concurrent(runs: int) -> None:
+        rate = concurrent_img_s(dict(vars(args), precision=args.precision), runs)
+        out["runs_per_gpu_img_s"][runs] = rate
+        print(f"{runs} concurrent run(s) on {args.device}: {rate:10.1f} train img/s "
+              f"in total ({rate / fast:.2f}x one run)", flush=True)
+
     for runs in args.runs_per_gpu:
-        concurrent[runs] = concurrent_img_s(dict(vars(args), precision=args.precision), runs)
-        print(f"{runs} concurrent run(s) on {args.device}: {concurrent[runs]:10.1f} train img/s "
-              f"in total ({concurrent[runs] / fast:.2f}x one run)")
-    out["runs_per_gpu_img_s"] = concurrent
-    if args.full_run:
+        optional(f"{runs} concurrent runs", functools.partial(concurrent, runs))
+
+    def full_run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             hist = train_resnet(data, ResNetRun("benchmark", "weight_decay", 0),
@@ -289,11 +332,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             wall = time.perf_counter() - t0
         print(f"full run: {args.full_run} epochs x {args.images} images in {wall / 60:.1f} min "
               f"(final train loss {hist.train_loss[-1]:.4f}, test error "
-              f"{hist.test_error[-1]:.4f})")
+              f"{hist.test_error[-1]:.4f})", flush=True)
         out["full_run_seconds"] = wall
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+    if args.full_run:
+        optional("full run", full_run)
     return out
 
 

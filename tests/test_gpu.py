@@ -182,6 +182,7 @@ def test_throughput_benchmark_runs() -> None:
                                       "--runs-per-gpu", "2"])
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+    assert out["errors"] == {}, out["errors"]
     assert out["trainer_img_s"] > 0 and out["naive_img_s"] > 0 and out["ratio"] > 0
     assert out["train_flops_per_image"] > 0
     peak = resnet_throughput.peak_bf16_tflops(torch.cuda.get_device_name(0))

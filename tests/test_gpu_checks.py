@@ -4,6 +4,7 @@ CPU with a toy preset (the GPU itself is checked by tests/test_gpu.py, where the
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import json
 import os
 import shutil
 import subprocess
@@ -137,3 +138,37 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     rows = "\n".join(gpu_checks.full_run_tables(partial, every=10))
     assert "| fmnist mixup seed0 | 1/2 | unfinished |" in rows
     assert "| fmnist weight_decay seed0 | 2/2 | unfinished |" in rows
+
+
+def test_a_failed_benchmark_stage_keeps_the_numbers_around_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The benchmark runs once on a lent GPU: one stage failing (torch.compile, a concurrent
+    # run out of memory) must not lose what was measured, and must not hang.
+    # On sys.path while it runs: its concurrent runs are spawned processes that import it.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import resnet_throughput
+
+    with pytest.raises(RuntimeError, match=r"a benchmark process failed \(exit code 1\)"):
+        # Workers that cannot start (there is no GPU 999) are noticed within a second, not
+        # after an hour-long wait for their results.
+        resnet_throughput.concurrent_img_s(
+            {"threads": 1, "images": 100, "shape": (1, 8, 8), "classes": 2, "batch_size": 50,
+             "width": 2, "device": "cuda:999", "precision": "fp32", "epochs": 1}, 2)
+
+    def out_of_memory(args: dict[str, object], runs: int) -> float:
+        if runs == 2:
+            raise RuntimeError("CUDA out of memory (pretend)")
+        return 123.0
+
+    monkeypatch.setattr(resnet_throughput, "concurrent_img_s", out_of_memory)
+    path = tmp_path / "bench.json"
+    out = resnet_throughput.main(["--device", "cpu", "--width", "2", "--images", "100",
+                                  "--batch-size", "50", "--epochs", "1", "--shape", "1", "8",
+                                  "8", "--runs-per-gpu", "1", "2", "4", "--json", str(path)])
+    saved = json.loads(path.read_text())
+    assert saved["trainer_img_s"] == out["trainer_img_s"] > 0
+    assert saved["runs_per_gpu_img_s"] == {"1": 123.0, "4": 123.0}
+    assert saved["errors"] == {"2 concurrent runs": "RuntimeError: CUDA out of memory (pretend)"}
+    table = "\n".join(gpu_checks.benchmark_table(saved))
+    assert "| 2 concurrent runs | failed: RuntimeError: CUDA out of memory (pretend) | |" in table
+    assert "| 4 labaug runs at once, in total | 123 |" in table
