@@ -245,6 +245,32 @@ def test_each_epoch_line_says_how_long_the_rest_will_take(
     assert lines[2].endswith("train img/s)"), lines[2]
 
 
+def test_the_compiled_path_on_the_cpu_matches_eager_and_compiles_once() -> None:
+    # resnet.compile on the CPU (Inductor's C++ backend), so the path runs without a GPU too:
+    # the first step's loss is eager's (within Inductor's summation order, 1e-4); then,
+    # across epochs that switch train/eval and end in a partial batch (250 images at batch
+    # 60: four compiled batches and a partial one, run eagerly), nothing compiles again.
+    from torch._dynamo.utils import counters
+
+    data = class_channel_data(separable_raw(n_train=250), "gen", 0)
+    run = ResNetRun("gen", "mixup", 0)
+    losses = []
+    for compiled in (False, True):
+        tr = ResNetTrainer(data, run, OPTIM, TINY, compile_model=compiled)
+        tr.model.train()
+        x, t = next(tr._batches())
+        losses.append(soft_cross_entropy(tr.train_forward(x), t).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    tr.train_epoch()
+    tr.test_error()
+    graphs = counters["stats"]["unique_graphs"]
+    for _ in range(2):
+        loss, _ = tr.train_epoch()
+        tr.test_error()
+        assert np.isfinite(loss)
+    assert counters["stats"]["unique_graphs"] == graphs > 0
+
+
 class _Killed(Exception):
     pass
 
