@@ -3,6 +3,7 @@ CPU with a toy preset (the GPU itself is checked by tests/test_gpu.py, where the
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as metadata
 import json
 import os
@@ -82,7 +83,14 @@ def test_a_step_that_hangs_is_stopped_with_what_it_started(tmp_path: Path) -> No
 
 @pytest.fixture
 def toy_preset(tmp_path: Path) -> Iterator[Path]:
-    """A preset training each method's class-channel run for 2 epochs on 300 images, CPU."""
+    """A preset training each method's class-channel run for 2 epochs on 300 images, CPU.
+
+    `run` works in the checkout, as it does on a GPU machine: what it adds there beside its
+    output root (the shared data/raw/fmnist.npz, Snakemake's .snakemake/) is removed afterwards
+    unless it was there before."""
+    shared = [REPO / "data" / "raw" / "fmnist.npz", REPO / "data" / "raw", REPO / "data",
+              REPO / ".snakemake"]
+    before = {path for path in shared if path.exists()}
     root = f"runs/test-gpu-checks-{uuid.uuid4().hex[:8]}"
     preset = tmp_path / "toy.yaml"
     preset.write_text(yaml.safe_dump({
@@ -91,6 +99,16 @@ def toy_preset(tmp_path: Path) -> Iterator[Path]:
                    "test_subset": 100, "batch_size": 100, "epochs": 2, "runs_per_gpu": 4}}))
     yield preset
     shutil.rmtree(REPO / root, ignore_errors=True)
+    for path in shared:
+        if path in before:
+            continue
+        if path.is_dir() and path.name == ".snakemake":
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()        # only if the test left it empty
+        else:
+            path.unlink(missing_ok=True)
 
 
 def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
