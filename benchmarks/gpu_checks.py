@@ -389,7 +389,7 @@ def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float
         runs.start(targets, bundle_dir, env)
     if "tests" not in skip:
         cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-ra", "-p", "no:cacheprovider",
-               "tests/test_gpu.py"]
+               "tests"]
         status |= logged(cmd, out / "pytest.log", env, _left(until, step_timeout)) != 0
     if "full" not in skip:
         rc = runs.wait(until)

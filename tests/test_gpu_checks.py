@@ -1,5 +1,5 @@
 """benchmarks/gpu_checks.py: the offline bundle's contents, and its steps run end to end on the
-CPU with a toy preset (the GPU itself is checked by tests/test_gpu.py, where there is one)."""
+CPU with a toy preset (the GPU itself is checked by the tests marked `gpu`, where there is one)."""
 
 from __future__ import annotations
 

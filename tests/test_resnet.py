@@ -245,22 +245,37 @@ def test_each_epoch_line_says_how_long_the_rest_will_take(
     assert lines[2].endswith("train img/s)"), lines[2]
 
 
-def test_the_compiled_path_on_the_cpu_matches_eager_and_compiles_once() -> None:
-    # resnet.compile on the CPU (Inductor's C++ backend), so the path runs without a GPU too:
-    # the first step's loss is eager's (within Inductor's summation order, 1e-4); then,
-    # across epochs that switch train/eval and end in a partial batch (250 images at batch
-    # 60: four compiled batches and a partial one, run eagerly), nothing compiles again.
+ON_CUDA = pytest.param("cuda", marks=[
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(),
+                       reason="needs a CUDA GPU: torch.cuda.is_available() is False here")])
+
+
+@pytest.mark.parametrize("device", ["cpu", ON_CUDA])
+def test_the_compiled_path_matches_eager_and_compiles_once(
+        device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # resnet.compile, also on the CPU (Inductor's C++ backend), so the path runs without a GPU:
+    # in fp32 (no TF32 on a GPU) the first step's loss is eager's to a relative 1e-4 (Inductor
+    # fuses and orders sums differently). Then, at the device's own precision and across epochs
+    # that switch train/eval and end in a partial batch (250 images at batch 60: four compiled
+    # batches and a partial one, run eagerly), nothing compiles again.
     from torch._dynamo.utils import counters
 
+    if device == "cuda":
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     data = class_channel_data(separable_raw(n_train=250), "gen", 0)
     run = ResNetRun("gen", "mixup", 0)
     losses = []
     for compiled in (False, True):
-        tr = ResNetTrainer(data, run, OPTIM, TINY, compile_model=compiled)
+        tr = ResNetTrainer(data, run, OPTIM, TINY, device=device, precision="fp32",
+                           compile_model=compiled)
         tr.model.train()
         x, t = next(tr._batches())
-        losses.append(soft_cross_entropy(tr.train_forward(x), t).item())
+        assert len(t) == OPTIM.batch_size
+        losses.append(soft_cross_entropy(tr.train_forward(x).float(), t).item())
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    tr = ResNetTrainer(data, run, OPTIM, TINY, device=device, compile_model=True)
     tr.train_epoch()
     tr.test_error()
     graphs = counters["stats"]["unique_graphs"]
