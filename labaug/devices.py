@@ -100,15 +100,14 @@ def nvidia_gpus(root: Path = NVIDIA_DRIVER_GPUS) -> list[str]:
     return names
 
 
-def cuda_unusable_reason(cuda_build: str | None,
-                         environ: Mapping[str, str] | None = None) -> str:
+def cuda_unusable_reason(cuda_build: str | None) -> str:
     """Why this process's torch (built for CUDA ``cuda_build``, None = without CUDA) cannot use
     a GPU that the driver lists, with what to do about it."""
     if cuda_build is None:
         return (f"this torch ({torch.__version__}) was built without CUDA; `make setup` installs "
                 "the CUDA build that constraints.txt pins (on Linux x86-64 the PyPI wheels are "
                 "CUDA builds), and for conda see envs/labaug.yaml")
-    visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return f"CUDA_VISIBLE_DEVICES={visible!r} hides it from this process"
     return (f"torch {torch.__version__} is built for CUDA {cuda_build} but finds no usable "

@@ -51,6 +51,15 @@ if (
         "gpu", workflow.global_resources["gpu"].value * RUNS_PER_GPU
     )
 
+if workflow.is_main_process:
+    print(
+        device_summary(
+            config,
+            RESNET_DEVICE,
+            {"train_resnet": RESNET_GPU, "linear_sweep": LINEAR_GPU},
+        ),
+        file=sys.stderr,
+    )
 
 # Every output lives under config `output_root` (default "." = results/, figures/, logs/ and
 # checkpoints/ in the working directory; each preset sets its own, e.g. runs/quick/), so runs of
@@ -103,18 +112,6 @@ def linear_experiment(data):
 def methods_for(experiment):
     """The configured methods (config order) that the registry runs on ``experiment``."""
     return augment.for_experiment(config["methods"], experiment)
-
-
-# Where each family trains, on the first lines of the output (a dry run's too).
-if workflow.is_main_process:
-    print(
-        device_summary(
-            config,
-            RESNET_DEVICE,
-            {"train_resnet": RESNET_GPU, "linear_sweep": LINEAR_GPU},
-        ),
-        file=sys.stderr,
-    )
 
 
 def sweep_priority(wildcards):
