@@ -74,10 +74,15 @@ def device_summary(config: Mapping[str, Any], resnet_device: str,
     """One line for the log of the process that builds the DAG: where each family trains, and
     which rules request the ``gpu`` resource (``gpu_jobs``: rule -> its GPU resources)."""
     resnet = config["resnet"]
-    seen = "sees a" if cuda_available() else "sees no"
+    seen = "this machine sees a CUDA GPU"
+    if not cuda_available():
+        listed = nvidia_gpus()
+        seen = ("this machine sees no CUDA GPU" if not listed else
+                f"torch sees no CUDA GPU, though the NVIDIA driver lists {len(listed)}: "
+                f"{cuda_unusable_reason(torch.version.cuda)}")
     requesting = ", ".join(rule for rule, res in gpu_jobs.items() if res.get("gpu")) or "none"
     return (f"labaug devices: ResNet runs on {resnet_device} (resnet.device: {resnet['device']}; "
-            f"this machine {seen} CUDA GPU), precision {resnet['precision']}, "
+            f"{seen}), precision {resnet['precision']}, "
             f"{resnet['runs_per_gpu']} per GPU; linear sweeps on {config['linear']['device']} "
             f"(linear.device); rules requesting the gpu resource themselves: {requesting}")
 

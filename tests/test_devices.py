@@ -173,6 +173,22 @@ def test_auto_on_the_cpu_beside_an_unusable_gpu_says_why(
     assert device_warnings(small, "cpu", 8, gpus=[]) == []
 
 
+def test_the_devices_line_of_a_dry_run_names_a_gpu_torch_cannot_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import labaug.devices as devices
+
+    jobs = {"train_resnet": {}, "linear_sweep": {}}
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_gpus", lambda: [])
+    assert "(resnet.device: auto; this machine sees no CUDA GPU)" in devices.device_summary(
+        gpu_config(), "cpu", jobs)
+    monkeypatch.setattr(devices, "nvidia_gpus", lambda: ["NVIDIA H100 80GB HBM3"])
+    monkeypatch.setattr(torch.version, "cuda", None)
+    line = devices.device_summary(gpu_config(), "cpu", jobs)
+    assert ("(resnet.device: auto; torch sees no CUDA GPU, though the NVIDIA driver lists 1: "
+            "this torch") in line and "was built without CUDA" in line, line
+
+
 def test_resnet18_runs_of_the_papers_size_on_the_cpu_are_announced() -> None:
     (warning,) = device_warnings(gpu_config(), "cpu", 40, gpus=[])
     assert warning.startswith("labaug WARNING: 40 ResNet-18 run(s) of width 64 (100 epochs, "
