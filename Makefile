@@ -12,7 +12,12 @@ CORES ?= 2
 QUICK_APT_PACKAGES := dataset-fashion-mnist
 TEST_APT_PACKAGES := $(QUICK_APT_PACKAGES) slurm-wlm munge chromium
 
-.PHONY: setup lock system system-quick system-test quick full test lint clean
+.PHONY: help setup lock system system-quick system-test quick full test lint clean
+.DEFAULT_GOAL := help
+
+help:  ## this list
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-8s %s\n", $$1, $$2 }' \
+	  $(firstword $(MAKEFILE_LIST))
 
 # Every package comes at the version constraints.txt pins (torch and torchvision first, on their
 # own, so that pip picks them before anything that merely requires some torch).
@@ -23,14 +28,14 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
-setup: $(BIN)/.installed
+setup: $(BIN)/.installed  ## only the virtualenv .venv, every package at its constraints.txt pin
 
 # Re-resolves constraints.txt after a change to pyproject.toml's dependencies: a scratch
 # virtualenv gets torch and torchvision at their pinned versions (edit those two lines of
 # constraints.txt, and envs/labaug.yaml, to move PyTorch) and the newest releases of everything
 # else that pyproject.toml allows; its `pip freeze`, under the file's header, is the new file.
 LOCK_VENV := .venv-lock
-lock:
+lock:  ## re-resolve constraints.txt after editing pyproject.toml's dependencies
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
@@ -65,20 +70,20 @@ _apt:
 	fi
 
 # The quick preset writes under runs/quick/ (its output_root): runs/quick/figures/fig1.pdf, ...
-quick: setup system-quick
+quick: setup system-quick  ## set up, then run the quick preset: every figure, in runs/quick/
 	$(BIN)/snakemake --cores $(CORES) --configfile presets/quick.yaml
 
-full: setup
+full: setup  ## the paper at full scale: snakemake --cores 8 --resources gpu=1
 	$(BIN)/snakemake --cores 8 --resources gpu=1
 
-lint: setup
+lint: setup  ## ruff, mypy, snakemake --lint, snakefmt --check
 	$(BIN)/ruff check .
 	$(BIN)/mypy labaug
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
-test: setup system-test lint
+test: setup system-test lint  ## set up, then lint, type-check and run the tests (= .ci/run)
 	$(BIN)/pytest -ra
 
-clean:
+clean:  ## delete results/, figures/, logs/, checkpoints/, runs/, .snakemake/, report.html
 	rm -rf results figures logs checkpoints runs .snakemake report.html

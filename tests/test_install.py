@@ -95,3 +95,14 @@ def test_the_debian_step_goes_on_without_apt_get(tmp_path: Path) -> None:
     assert proc.stdout.startswith("no apt-get (not Debian or Ubuntu): not installing "
                                   "dataset-fashion-mnist munge."), proc.stdout
     assert "downloaded by the workflow" in proc.stdout
+
+
+def test_make_alone_lists_the_targets_the_readme_names() -> None:
+    make = shutil.which("make")
+    assert make is not None
+    proc = subprocess.run([make, "-s", "-C", str(ROOT)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.split()[1] for line in proc.stdout.splitlines()]
+    assert listed == ["help", "setup", "lock", "quick", "full", "lint", "test", "clean"], (
+        proc.stdout)
