@@ -15,21 +15,26 @@ it), or that ResNet-18 runs of the paper's size are about to train on a CPU.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import platform
 import re
 import socket
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from labaug.config import Device, DeviceSetting, PrecisionSetting
+from labaug.io import try_lock
 
 __all__ = ["DEVICE_KEYS", "Device", "DeviceSetting", "DeviceUnavailableError", "Precision",
            "PrecisionSetting", "cuda_available", "cuda_unusable_reason", "device_name",
-           "device_summary", "device_warnings", "gpu_resources", "native_bf16", "nvidia_gpus",
+           "device_summary", "device_warnings", "gpu_resources", "gpu_slot", "job_gpu",
+           "native_bf16", "nvidia_gpus",
            "require_device", "resolve_device", "resolve_precision"]
 
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -40,6 +45,9 @@ DEVICE_KEYS = {"linear": "linear.device", "resnet": "resnet.device"}
 
 NVIDIA_DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
 """Where the NVIDIA kernel driver lists the GPUs it drives (one folder each), on Linux."""
+
+GPU_SLOTS = Path(tempfile.gettempdir()) / f"labaug-gpu-slots-{os.getuid()}"
+"""Where the training jobs of this user on this machine hold their GPU slots (`gpu_slot`)."""
 
 PAPER_SCALE_WIDTH = 32
 """A ResNet-18 at least this wide (the paper's is 64) is far beyond a CPU at full scale."""
@@ -162,6 +170,41 @@ def require_device(device: str, *, key: str, rule: str, job: str) -> None:
         f"falls back to the CPU. Run it where a GPU is visible (on SLURM: a GPU partition with "
         f"the gpu resource), or set {key}: cpu"
         + (" or auto." if key == DEVICE_KEYS["resnet"] else "."))
+
+
+@contextlib.contextmanager
+def gpu_slot(count: int, slots: Path = GPU_SLOTS) -> Iterator[int]:
+    """Hold one of this machine's ``count`` GPUs for this process; yields its index.
+
+    Slot k of GPU i is the lock file ``slots/gpu{i}.slot{k}.lock``; the first free one in the
+    order (slot 0 of every GPU, then slot 1 of every GPU, ...) is taken, so runs spread over the
+    GPUs before any GPU gets a second. A slot is freed when the process lets go or ends, however
+    it ends (flock). More runs than slots share the least-held GPUs rather than wait.
+    """
+    for k in itertools.count():
+        for index in range(count):
+            fd = try_lock(slots / f"gpu{index}.slot{k}.lock")
+            if fd is None:
+                continue
+            try:
+                yield index
+            finally:
+                os.close(fd)
+            return
+
+
+@contextlib.contextmanager
+def job_gpu(device: str, slots: Path = GPU_SLOTS) -> Iterator[str]:
+    """The GPU of one cuda job on a machine that sees several: a slot of `gpu_slot`, made this
+    process's current CUDA device (so "cuda" means it), described for the log ("GPU 2 of 4");
+    "" where there is nothing to choose (the CPU, one visible GPU, as on a SLURM node)."""
+    count = torch.cuda.device_count() if device == "cuda" else 0
+    if count < 2:
+        yield ""
+        return
+    with gpu_slot(count, slots) as index:
+        torch.cuda.set_device(index)
+        yield f"GPU {index} of {count}"
 
 
 def native_bf16() -> bool:

@@ -1,4 +1,5 @@
-"""Atomic file writes: a result is written under a temporary name, then renamed into place."""
+"""Atomic file writes (a result is written under a temporary name, then renamed into place), and
+the lock files that keep two processes off one checkpoint or one GPU slot."""
 
 from __future__ import annotations
 
@@ -26,3 +27,20 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """Call ``write(tmp)`` and move the finished file to ``path``."""
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def try_lock(path: str | os.PathLike[str]) -> int | None:
+    """Take an exclusive flock on ``path`` (created if missing) without waiting: the open file
+    descriptor, which holds the lock until it is closed or the process ends however it ends, or
+    None where another holds it."""
+    import fcntl
+
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

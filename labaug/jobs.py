@@ -26,7 +26,7 @@ from labaug.config import (
 )
 from labaug.data import LinearData
 from labaug.data.synthetic import high_block, low_block, make_synthetic
-from labaug.devices import DEVICE_KEYS, require_device, resolve_device
+from labaug.devices import DEVICE_KEYS, device_name, job_gpu, require_device, resolve_device
 from labaug.errors import CorruptFileError, LabaugError, quarantine
 from labaug.metrics import block_norm, pixel_ratio
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
@@ -279,7 +279,8 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     results/...), locked while the run trains; once the result is written and read back, it
     shrinks to the run's final state, from which a rerun rebuilds the result without training.
     ``LABAUG_INJECT_NAN`` (see labaug.train.resnet) can make this
-    run fail.
+    run fail. On a machine that sees several GPUs, a cuda run trains on a GPU of its own
+    (`labaug.devices.job_gpu`).
     """
     from labaug.data.channels import load_class_channel_data
     from labaug.models import describe_model
@@ -318,7 +319,10 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
              tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, resolved)
     ckpt = checkpoint_path(out)
     trainers: list[ResNetTrainer] = []
-    with checkpoint_lock(ckpt):
+    # On a machine with several GPUs, this run's own (labaug.devices.job_gpu).
+    with checkpoint_lock(ckpt), job_gpu(resolved) as gpu:
+        if gpu:
+            log.info("%s: training on %s, %s", run, gpu, device_name(resolved))
         try:
             history = train_resnet(data, run, optim, r, mix_per_batch=bool(
                                    part.get("mix_per_batch", False)), device=resolved,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -134,6 +135,52 @@ def test_nvidia_gpus_are_read_from_the_kernel_drivers_list(tmp_path: Path) -> No
         (tmp_path / bus / "information").write_text(info)
     # Sorted by bus; a GPU whose information names no model is named by its bus.
     assert nvidia_gpus(tmp_path) == ["0000:01:00.0", "NVIDIA H100 80GB HBM3"]
+
+
+def test_gpu_slots_spread_runs_over_the_gpus_and_free_with_their_process(
+        tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from labaug.devices import gpu_slot
+
+    with ExitStack() as stack:
+        held = [stack.enter_context(gpu_slot(2, tmp_path)) for _ in range(5)]
+        # Every GPU's first slot, then every GPU's second, ...; a fifth run shares.
+        assert held == [0, 1, 0, 1, 0]
+    with gpu_slot(2, tmp_path) as first:
+        assert first == 0                                      # all were let go
+    # A run killed while it trains (no cleanup at all) frees its slot with its process.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from labaug.devices import gpu_slot\n"
+         "with gpu_slot(2, Path(sys.argv[1])) as i: print(i, flush=True); time.sleep(60)",
+         str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "0"
+        with gpu_slot(2, tmp_path) as other:
+            assert other == 1
+        holder.kill()
+        holder.wait()
+        with gpu_slot(2, tmp_path) as freed:
+            assert freed == 0
+    finally:
+        holder.kill()
+
+
+def test_a_cuda_job_on_a_machine_with_several_gpus_takes_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labaug.devices import job_gpu
+
+    current: list[int] = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with job_gpu("cuda", tmp_path) as one, job_gpu("cpu", tmp_path) as cpu:
+        assert one == cpu == "" and current == []         # nothing to choose: a SLURM node
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    with job_gpu("cuda", tmp_path) as a, job_gpu("cuda", tmp_path) as b:
+        assert (a, b) == ("GPU 0 of 3", "GPU 1 of 3") and current == [0, 1]
+    with job_gpu("cpu", tmp_path) as cpu:
+        assert cpu == "" and current == [0, 1]
 
 
 def gpu_config(**resnet: Any) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
 from labaug.devices import Precision, resolve_device, resolve_precision
 from labaug.errors import CheckpointInUseError, quarantine
-from labaug.io import atomic_path
+from labaug.io import atomic_path, try_lock
 from labaug.losses import one_hot, soft_cross_entropy
 from labaug.rng import torch_rng
 from labaug.train.linear import EpochDraws, step_slice
@@ -187,20 +187,15 @@ def injected_nan_epoch(run: ResNetRun, env: Mapping[str, str] | None = None) -> 
 def checkpoint_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
     """Hold ``<checkpoint>.lock`` (fcntl.flock) so two trainers never share one checkpoint; a
     second trainer fails at once with CheckpointInUseError naming the holder's pid."""
-    import fcntl
-
     lock = Path(str(checkpoint) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = try_lock(lock)
+    if fd is None:
+        holder = lock.read_text(errors="replace").strip() or "?"
+        raise CheckpointInUseError(
+            f"checkpoint {checkpoint} is in use by another trainer (pid {holder}, lock "
+            f"{lock})", fix="wait for that trainer to finish (it writes the same result), "
+            f"or stop it (kill {holder}), then rerun")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise CheckpointInUseError(
-                f"checkpoint {checkpoint} is in use by another trainer (pid {holder}, lock "
-                f"{lock})", fix="wait for that trainer to finish (it writes the same result), "
-                f"or stop it (kill {holder}), then rerun") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
