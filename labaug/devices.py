@@ -46,7 +46,8 @@ DEVICE_KEYS = {"linear": "linear.device", "resnet": "resnet.device"}
 NVIDIA_DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
 """Where the NVIDIA kernel driver lists the GPUs it drives (one folder each), on Linux."""
 
-GPU_SLOTS = Path(tempfile.gettempdir()) / f"labaug-gpu-slots-{os.getuid()}"
+GPU_SLOTS = Path(tempfile.gettempdir()) / (
+    f"labaug-gpu-slots-{os.getuid()}" if hasattr(os, "getuid") else "labaug-gpu-slots")
 """Where the training jobs of this user on this machine hold their GPU slots (`gpu_slot`)."""
 
 PAPER_SCALE_WIDTH = 32
