@@ -388,8 +388,10 @@ def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float
     if "full" not in skip:
         runs.start(targets, bundle_dir, env)
     if "tests" not in skip:
+        # The gpu-marked tests live in several modules; one that cannot be imported on the
+        # GPU machine must not stop the others.
         cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-ra", "-p", "no:cacheprovider",
-               "tests"]
+               "--continue-on-collection-errors", "tests"]
         status |= logged(cmd, out / "pytest.log", env, _left(until, step_timeout)) != 0
     if "full" not in skip:
         rc = runs.wait(until)
