@@ -34,8 +34,7 @@ from labaug.io import try_lock
 __all__ = ["DEVICE_KEYS", "Device", "DeviceSetting", "DeviceUnavailableError", "Precision",
            "PrecisionSetting", "cuda_available", "cuda_unusable_reason", "device_name",
            "device_summary", "device_warnings", "gpu_resources", "gpu_slot", "job_gpu",
-           "native_bf16", "nvidia_gpus",
-           "require_device", "resolve_device", "resolve_precision"]
+           "native_bf16", "nvidia_gpus", "require_device", "resolve_device", "resolve_precision"]
 
 Precision = Literal["bf16", "fp16", "fp32"]
 """The arithmetic of the ResNet forward pass (weights and optimizer stay fp32)."""

@@ -319,7 +319,6 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
              tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, resolved)
     ckpt = checkpoint_path(out)
     trainers: list[ResNetTrainer] = []
-    # On a machine with several GPUs, this run's own (labaug.devices.job_gpu).
     with checkpoint_lock(ckpt), job_gpu(resolved) as gpu:
         if gpu:
             log.info("%s: training on %s, %s", run, gpu, device_name(resolved))
