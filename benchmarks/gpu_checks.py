@@ -485,8 +485,8 @@ def benchmark_table(b: Mapping[str, Any]) -> list[str]:
         rows.append(f"| labaug trainer ({b['precision']}, torch.compile) | "
                     f"{b['compiled_img_s']:,.0f} | {b['compiled_img_s'] / b['naive_img_s']:.1f}x |")
     for runs, rate in sorted(b.get("runs_per_gpu_img_s", {}).items(), key=lambda kv: int(kv[0])):
-        rows.append(f"| {runs} labaug runs at once, in total | {rate:,.0f} | "
-                    f"{rate / b['naive_img_s']:.1f}x |")
+        rows.append(f"| {runs} labaug run{'s' if int(runs) > 1 else ''} at once, in total | "
+                    f"{rate:,.0f} | {rate / b['naive_img_s']:.1f}x |")
     for stage, error in b.get("errors", {}).items():
         rows.append(f"| {stage} | failed: {error} | |")
     rows += ["", f"Training FLOPs per image {b['train_flops_per_image'] / 1e9:.3f} G; the "
@@ -496,14 +496,15 @@ def benchmark_table(b: Mapping[str, Any]) -> list[str]:
 
 
 def full_run_tables(root: Path, every: int) -> list[str]:
-    """Markdown: per run, wall time, epochs done, median img/s, and test error by epoch."""
+    """Markdown: per run, epochs done, wall time, median img/s, lowest and final test error and
+    final train error; then the test error by epoch."""
     # Each run's attempts log keeps every attempt's lines (the rule's own log only the last).
     logs = sorted((root / "logs" / "resnet").glob("*/*/seed*.attempts.log"))
     if not logs:
         return ["No full-run logs were collected."]
     runs = {log: epoch_lines(log.read_text()) for log in logs}
-    rows = ["| run | epochs done | wall | median train img/s | final test error |",
-            "|---|---:|---:|---:|---:|"]
+    rows = ["| run | epochs done | wall | median train img/s | lowest test error (epoch) "
+            "| final test error | final train error |", "|---|---:|---:|---:|---:|---:|---:|"]
     for log, ep in runs.items():
         seed = log.name.split(".")[0]
         name = f"{log.parent.parent.name} {log.parent.name} {seed}"
@@ -511,10 +512,13 @@ def full_run_tables(root: Path, every: int) -> list[str]:
                                   / log.parent.name / f"{seed}.tsv")
         total = int(max((r["epochs"] for r in ep.values()), default=0))
         rates = sorted(r["img_s"] for r in ep.values())
+        best = min(ep, key=lambda e: (ep[e]["test_error"], e), default=None)
         rows.append(f"| {name} | {len(ep)}/{total} | "
                     + (f"{wall / 60:.1f} min" if wall is not None else "unfinished") + " | "
                     + (f"{rates[len(rates) // 2]:,.0f}" if rates else "-") + " | "
-                    + (f"{ep[max(ep)]['test_error']:.4f}" if ep else "-") + " |")
+                    + (f"{ep[best]['test_error']:.4f} ({best})" if best is not None else "-")
+                    + " | " + (f"{ep[max(ep)]['test_error']:.4f} | "
+                               f"{ep[max(ep)]['train_error']:.4f}" if ep else "- | -") + " |")
     last = max((max(ep) for ep in runs.values() if ep), default=0)
     shown = sorted({1, *range(every, last + 1, every), last} - {0})
     rows += ["", "Test error by epoch:", "",

@@ -7,6 +7,7 @@ import contextlib
 import importlib.metadata as metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,6 +132,9 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     assert "| labaug trainer (fp32) |" in text and "| naive (DataLoader" in text
     for method in ("weight_decay", "label_smoothing", "mixup", "cutmix"):
         assert f"| fmnist {method} seed0 | 2/2 |" in text
+        # lowest test error (its epoch), final test error, final train error
+        row = next(ln for ln in text.splitlines() if ln.startswith(f"| fmnist {method} seed0 |"))
+        assert re.search(r"\| \d\.\d{4} \([12]\) \| \d\.\d{4} \| \d\.\d{4} \|$", row), row
     assert "| 2 | " in text.split("Test error by epoch:")[1]
 
     # A second `run` while the first one's Snakemake still trains is refused, naming it.
@@ -155,6 +159,8 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     shutil.rmtree(partial / "logs" / "benchmarks")
     rows = "\n".join(gpu_checks.full_run_tables(partial, every=10))
     assert "| fmnist mixup seed0 | 1/2 | unfinished |" in rows
+    mixup = next(ln for ln in rows.splitlines() if ln.startswith("| fmnist mixup seed0 |"))
+    assert re.search(r"\| (\d\.\d{4}) \(1\) \| \1 \| \d\.\d{4} \|$", mixup), mixup
     assert "| fmnist weight_decay seed0 | 2/2 | unfinished |" in rows
 
 

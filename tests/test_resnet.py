@@ -349,6 +349,29 @@ def test_optimizer_state_resumes_across_fused_and_plain_adam(
     torch.testing.assert_close(second.detach(), ref.detach(), rtol=0, atol=1e-6)
 
 
+def test_optimizer_state_takes_the_layout_of_its_channels_last_weights(tmp_path: Path) -> None:
+    # A CPU checkpoint (contiguous weights) resumed on CUDA (channels_last weights): fused Adam on
+    # CUDA refuses moment estimates whose strides differ from the weight's, so they are
+    # converted on load, with their values kept.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    opt = torch.optim.Adam(conv.parameters())
+    conv(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    torch.save(opt.state_dict(), tmp_path / "o.pt")
+    saved = torch.load(tmp_path / "o.pt", weights_only=True)
+
+    resumed = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    resumed_opt = torch.optim.Adam(resumed.parameters(), fused=True)
+    load_optimizer_state(resumed_opt, saved)
+    weight = resumed.weight
+    assert not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = resumed_opt.state[weight][key]
+        assert moment.stride() == weight.stride(), key
+        torch.testing.assert_close(moment, opt.state[conv.weight][key], rtol=0, atol=0)
+
+
 def test_checkpoint_from_other_settings_is_not_resumed(
         data: ClassChannelData, tmp_path: Path) -> None:
     ckpt = tmp_path / "c.pt"

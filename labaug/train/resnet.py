@@ -238,7 +238,9 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: Mapping[str, Any]) -
 
     ``Optimizer.load_state_dict`` takes the implementation flags, and the placement of Adam's
     step counts, from the saved state; here both follow ``opt``: a fused or capturable step is a
-    float32 tensor on its parameter's device, any other step lives on the CPU.
+    float32 tensor on its parameter's device, any other step lives on the CPU. The moment
+    estimates take their parameter's memory layout: fused Adam on CUDA refuses a contiguous
+    ``exp_avg`` beside a channels_last weight (a CPU checkpoint resumed on a GPU).
     """
     keys = ("fused", "foreach", "capturable")
     flags = [{k: g[k] for k in keys if k in g} for g in opt.param_groups]
@@ -252,6 +254,10 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: Mapping[str, Any]) -
             if isinstance(step, Tensor):
                 state["step"] = (step.to(device=param.device, dtype=torch.float32) if on_device
                                  else step.to("cpu"))
+            for key, value in state.items():
+                if (key != "step" and isinstance(value, Tensor)
+                        and value.shape == param.shape and value.stride() != param.stride()):
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
