@@ -11,7 +11,7 @@ process, side by side:
   beside the eager trainer, and prints the speedup);
 * the naive pipeline, written the way research code usually is: a per-item Dataset whose
   ``__getitem__`` concatenates the image and its class vector (numpy -> torch), a torch
-  DataLoader, and an fp32 training loop.
+  DataLoader, and an fp32 training loop, with PyTorch's default cuDNN settings.
 
 It prints both rates and their ratio, the model's training FLOPs per image (one forward and
 backward counted by torch.utils.flop_counter.FlopCounterMode), and on a GPU the fraction of the
@@ -146,7 +146,18 @@ class ConcatDataset(Dataset[tuple[torch.Tensor, int]]):
 
 def naive_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device: str,
                 epochs: int) -> float:
-    """Training images/s of the naive pipeline: DataLoader, per-item concat, fp32."""
+    """Training images/s of the naive pipeline: DataLoader, per-item concat, fp32, and PyTorch's
+    default cuDNN settings (no autotuning, which the trainer measured before it switched on)."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        return _naive_img_s(data, optim, width, device, epochs)
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _naive_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device: str,
+                 epochs: int) -> float:
     dev = torch.device(device)
     model = resnet18(data.in_channels, data.num_classes, width, torch_rng(0, "init"), dev)
     opt = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=5e-4)

@@ -15,11 +15,15 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 import yaml
 
+from labaug.config import defaults
 from labaug.data.raw import SPECS
 
 from .conftest import REPO
@@ -196,3 +200,26 @@ def test_a_failed_benchmark_stage_keeps_the_numbers_around_it(
     table = "\n".join(gpu_checks.benchmark_table(saved))
     assert "| 2 concurrent runs | failed: RuntimeError: CUDA out of memory (pretend) | |" in table
     assert "| 4 labaug runs at once, in total | 123 |" in table
+
+
+def test_the_naive_pipeline_runs_with_pytorchs_default_cudnn_settings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trainer, measured first in the same process, switches cuDNN autotuning on for good;
+    # the naive pipeline must not inherit it (it would flatter the baseline on a GPU).
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import resnet_throughput
+
+    seen: list[bool] = []
+    build = resnet_throughput.resnet18
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.backends.cudnn.benchmark)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(resnet_throughput, "resnet18", recording)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    data = resnet_throughput.generated(40, (1, 8, 8), 2)
+    optim = replace(defaults().optim, batch_size=20)
+    assert resnet_throughput.naive_img_s(data, optim, 2, "cpu", 1) > 0
+    assert seen == [False]
+    assert torch.backends.cudnn.benchmark is True    # restored for whatever runs next
