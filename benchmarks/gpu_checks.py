@@ -512,13 +512,16 @@ def full_run_tables(root: Path, every: int) -> list[str]:
                                   / log.parent.name / f"{seed}.tsv")
         total = int(max((r["epochs"] for r in ep.values()), default=0))
         rates = sorted(r["img_s"] for r in ep.values())
-        best = min(ep, key=lambda e: (ep[e]["test_error"], e), default=None)
-        rows.append(f"| {name} | {len(ep)}/{total} | "
-                    + (f"{wall / 60:.1f} min" if wall is not None else "unfinished") + " | "
-                    + (f"{rates[len(rates) // 2]:,.0f}" if rates else "-") + " | "
-                    + (f"{ep[best]['test_error']:.4f} ({best})" if best is not None else "-")
-                    + " | " + (f"{ep[max(ep)]['test_error']:.4f} | "
-                               f"{ep[max(ep)]['train_error']:.4f}" if ep else "- | -") + " |")
+        cells = [name, f"{len(ep)}/{total}",
+                 f"{wall / 60:.1f} min" if wall is not None else "unfinished"]
+        if ep:
+            best, final = min(ep, key=lambda e: (ep[e]["test_error"], e)), ep[max(ep)]
+            cells += [f"{rates[len(rates) // 2]:,.0f}",
+                      f"{ep[best]['test_error']:.4f} ({best})",
+                      f"{final['test_error']:.4f}", f"{final['train_error']:.4f}"]
+        else:
+            cells += ["-"] * 4
+        rows.append("| " + " | ".join(cells) + " |")
     last = max((max(ep) for ep in runs.values() if ep), default=0)
     shown = sorted({1, *range(every, last + 1, every), last} - {0})
     rows += ["", "Test error by epoch:", "",
