@@ -492,6 +492,8 @@ def benchmark_table(b: Mapping[str, Any]) -> list[str]:
     rows += ["", f"Training FLOPs per image {b['train_flops_per_image'] / 1e9:.3f} G; the "
              "trainer reaches " + (f"{peak:.1%} of the GPU's dense bf16 peak." if peak is not None
                                    else "an unknown fraction of peak (GPU not in the table).")]
+    if "compile_cost" in b:
+        rows += ["", f"torch.compile: {b['compile_cost']}."]
     return rows
 
 

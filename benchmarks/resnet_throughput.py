@@ -8,7 +8,8 @@ process, side by side:
   one tensor (channels_last on CUDA), batches by index, class channels concatenated there,
   autocast at ``--precision`` (auto = bf16 where the GPU computes in it natively), fused Adam,
   cuDNN autotuning, one host sync per epoch (``--compile`` also times it with torch.compile,
-  beside the eager trainer, and prints the speedup);
+  beside the eager trainer, and prints the speedup, what compiling adds to the warm-up epoch,
+  and after how many training images the faster steps pay that back);
 * the naive pipeline, written the way research code usually is: a per-item Dataset whose
   ``__getitem__`` concatenates the image and its class vector (numpy -> torch), a torch
   DataLoader, and an fp32 training loop, with PyTorch's default cuDNN settings.
@@ -45,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -102,6 +103,21 @@ def train_flops_per_image(in_channels: int, classes: int, width: int,
     return float(counter.get_total_flops()) / 2
 
 
+def compile_cost(eager_warmup_s: float, compiled_warmup_s: float, eager_img_s: float,
+                 compiled_img_s: float) -> str:
+    """One line: what compiling costs (the warm-up epochs' difference) and how many training
+    images a run must have before the faster steps pay it back (50,000 images an epoch)."""
+    cost = compiled_warmup_s - eager_warmup_s
+    head = (f"compilation: warm-up epoch {compiled_warmup_s:.1f} s compiled, "
+            f"{eager_warmup_s:.1f} s eager ({cost:+.1f} s)")
+    saved_per_image = 1 / eager_img_s - 1 / compiled_img_s
+    if saved_per_image <= 0:
+        return head + "; never paid back (the compiled steps are no faster)"
+    images = max(cost, 0.0) / saved_per_image
+    return head + (f"; paid back after {images:,.0f} training images "
+                   f"({images / 50_000:.1f} epochs of 50,000)")
+
+
 def sync(device: torch.device) -> None:
     """Wait for queued device work, so wall time measures it."""
     if device.type == "cuda":
@@ -116,18 +132,29 @@ def make_trainer(data: ClassChannelData, optim: OptimConfig, width: int, device:
                          compile_model=compile_model, precision=precision)
 
 
+class TrainerTiming(NamedTuple):
+    """The trainer's training rate after its warm-up epoch, its precision, and the wall time of
+    that warm-up epoch (which holds torch.compile's compilation and cuDNN's autotuning)."""
+
+    img_s: float
+    precision: str
+    warmup_s: float
+
+
 def trainer_img_s(data: ClassChannelData, optim: OptimConfig, width: int, device: str,
-                  epochs: int, compile_model: bool, precision: str = "auto") -> tuple[float, str]:
-    """Training images/s of labaug's ResNetTrainer (after one warm-up epoch), and its precision."""
+                  epochs: int, compile_model: bool, precision: str = "auto") -> TrainerTiming:
+    """Training images/s of labaug's ResNetTrainer (after one timed warm-up epoch)."""
+    dev = torch.device(device)
+    t0 = time.perf_counter()
     tr = make_trainer(data, optim, width, device, compile_model, precision)
     tr.train_epoch()
-    dev = torch.device(device)
     sync(dev)
-    t0 = time.perf_counter()
+    t1 = time.perf_counter()
     for _ in range(epochs):
         tr.train_epoch()
     sync(dev)
-    return epochs * len(data.y_train) / (time.perf_counter() - t0), tr.precision
+    return TrainerTiming(epochs * len(data.y_train) / (time.perf_counter() - t1), tr.precision,
+                         t1 - t0)
 
 
 class ConcatDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -267,8 +294,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"device {args.device} ({name}); ResNet-18 width {args.width}; {2 * c}x{h}x{w} inputs; "
           f"{args.images} images, batch {args.batch_size}; {args.epochs} timed epochs after "
           f"1 warm-up")
-    fast, precision = trainer_img_s(data, optim, args.width, args.device, args.epochs,
-                                    False, args.precision)
+    eager = trainer_img_s(data, optim, args.width, args.device, args.epochs, False,
+                          args.precision)
+    fast, precision = eager.img_s, eager.precision
     naive = naive_img_s(data, optim, args.width, args.device, args.epochs)
     flops = train_flops_per_image(2 * c, args.classes, args.width, (h, w))
     out: dict[str, Any] = {"device": args.device, "device_name": name,
@@ -276,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                            "width": args.width, "shape": [c, h, w], "images": args.images,
                            "batch_size": args.batch_size, "epochs": args.epochs,
                            "trainer_img_s": fast, "naive_img_s": naive, "ratio": fast / naive,
-                           "train_flops_per_image": flops, "runs_per_gpu_img_s": {},
+                           "train_flops_per_image": flops, "eager_warmup_s": eager.warmup_s,
+                           "runs_per_gpu_img_s": {},
                            "errors": {}}
 
     def save() -> None:
@@ -314,11 +343,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     save()
 
     def compiled() -> None:
-        rate, _ = trainer_img_s(data, optim, args.width, args.device, args.epochs, True,
-                                args.precision)
-        out["compiled_img_s"] = rate
+        timing = trainer_img_s(data, optim, args.width, args.device, args.epochs, True,
+                               args.precision)
+        rate = timing.img_s
+        out["compiled_img_s"], out["compiled_warmup_s"] = rate, timing.warmup_s
         print(f"labaug trainer ({precision}, torch.compile): {rate:10.1f} train img/s "
               f"({rate / fast:.2f}x eager; compilation excluded)", flush=True)
+        out["compile_cost"] = compile_cost(eager.warmup_s, timing.warmup_s, fast, rate)
+        print(out["compile_cost"], flush=True)
 
     if args.compile:
         optional("torch.compile", compiled)

@@ -202,6 +202,26 @@ def test_a_failed_benchmark_stage_keeps_the_numbers_around_it(
     assert "| 4 labaug runs at once, in total | 123 |" in table
 
 
+def test_the_compile_cost_line_says_when_compiling_pays_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # resnet.compile's default rests on this line: compiling 10 s longer to save
+    # 1/50,000 - 1/100,000 s an image pays back after 1,000,000 images (20 epochs).
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import resnet_throughput
+
+    line = resnet_throughput.compile_cost(2.0, 12.0, 50_000.0, 100_000.0)
+    assert line == ("compilation: warm-up epoch 12.0 s compiled, 2.0 s eager (+10.0 s); paid "
+                    "back after 1,000,000 training images (20.0 epochs of 50,000)")
+    slower = resnet_throughput.compile_cost(2.0, 12.0, 50_000.0, 45_000.0)
+    assert slower.endswith("; never paid back (the compiled steps are no faster)")
+    table = gpu_checks.benchmark_table(
+        {"shape": [3, 32, 32], "width": 64, "batch_size": 500, "images": 10, "epochs": 1,
+         "precision": "bf16", "trainer_img_s": 50_000.0, "naive_img_s": 25_000.0,
+         "ratio": 2.0, "compiled_img_s": 45_000.0, "train_flops_per_image": 3.3e9,
+         "fraction_of_bf16_peak": 0.1, "compile_cost": slower})
+    assert table[-1] == f"torch.compile: {slower}."
+
+
 def test_the_naive_pipeline_runs_with_pytorchs_default_cudnn_settings(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The trainer, measured first in the same process, switches cuDNN autotuning on for good;
