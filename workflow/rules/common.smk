@@ -51,6 +51,7 @@ if (
         "gpu", workflow.global_resources["gpu"].value * RUNS_PER_GPU
     )
 
+# Where each family trains, on the first lines of the output (a dry run's too).
 if workflow.is_main_process:
     print(
         device_summary(
