@@ -12,11 +12,11 @@ CORES ?= 2
 QUICK_APT_PACKAGES := dataset-fashion-mnist
 TEST_APT_PACKAGES := $(QUICK_APT_PACKAGES) slurm-wlm munge chromium
 
-.PHONY: help setup lock system system-quick system-test quick full test lint clean
+.PHONY: help setup lock system system-quick system-test quick diagnosis full test lint clean
 .DEFAULT_GOAL := help
 
 help:  ## this list
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-8s %s\n", $$1, $$2 }' \
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-9s %s\n", $$1, $$2 }' \
 	  $(firstword $(MAKEFILE_LIST))
 
 # Every package comes at the version constraints.txt pins (torch and torchvision first, on their
@@ -72,6 +72,10 @@ _apt:
 # The quick preset writes under runs/quick/ (its output_root): runs/quick/figures/fig1.pdf, ...
 quick: setup system-quick  ## set up, then run the quick preset: every figure, in runs/quick/
 	$(BIN)/snakemake --cores $(CORES) --configfile presets/quick.yaml
+
+# The class-channel study (presets/diagnosis.yaml) writes under runs/diagnosis/.
+diagnosis: setup system-quick  ## set up, then run the class-channel diagnosis (Fig. 8), in runs/diagnosis/
+	$(BIN)/snakemake --cores $(CORES) --configfile presets/diagnosis.yaml
 
 full: setup  ## the paper at full scale: snakemake --cores 8 --resources gpu=1
 	$(BIN)/snakemake --cores 8 --resources gpu=1

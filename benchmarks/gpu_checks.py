@@ -290,14 +290,22 @@ def logged(cmd: Sequence[str], log: Path, env: Mapping[str, str], timeout: float
     return rc
 
 
-class FullRuns:
-    """The workflow run of the preset, started in its own process session under its output
-    root, so another command can wait for it and collect it."""
-
-    def __init__(self, preset: str) -> None:
-        self.preset = preset
+def output_root(presets: Sequence[str]) -> str:
+    """The output root of presets layered in order (the last one that sets it wins)."""
+    root = "."
+    for preset in presets:
         with open(REPO / preset) as fh:
-            self.root = REPO / yaml.safe_load(fh)["output_root"]
+            root = (yaml.safe_load(fh) or {}).get("output_root", root)
+    return str(root)
+
+
+class FullRuns:
+    """The workflow run of the presets (layered in order), started in its own process session
+    under their output root, so another command can wait for it and collect it."""
+
+    def __init__(self, presets: Sequence[str]) -> None:
+        self.presets = list(presets)
+        self.root = REPO / output_root(self.presets)
         self.log = self.root / "snakemake.log"
         self.pid_file = self.root / "snakemake.pid"
         self.rc_file = self.root / "snakemake.rc"
@@ -307,7 +315,7 @@ class FullRuns:
         """Start Snakemake on ``targets`` (paths under the output root) in the background."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.rc_file.unlink(missing_ok=True)
-        configs = [self.preset]
+        configs = list(self.presets)
         data = sorted(bundle_dir.glob("data/*")) if bundle_dir is not None else []
         if data:    # the bundled datasets replace their configured directories
             extra = self.root / "bundle.yaml"
@@ -362,13 +370,13 @@ class FullRuns:
 
 
 def run(out: Path, bundle_dir: Path | None, skip: Sequence[str], deadline: float | None,
-        preset: str, targets: Sequence[str], benchmark_args: Sequence[str],
+        presets: Sequence[str], targets: Sequence[str], benchmark_args: Sequence[str],
         step_timeout: float = 300.0) -> int:
     """The checks, in order (see the module docstring); 0 when every step that ran passed."""
     start = time.monotonic()
     until = float("inf") if deadline is None else start + deadline
     out.mkdir(parents=True, exist_ok=True)
-    runs = FullRuns(preset)
+    runs = FullRuns(presets)
     if runs.running():    # they would share the GPU with the benchmark, and hold Snakemake's lock
         raise RuntimeError(f"the full runs of an earlier `run` are still training (pid "
                            f"{runs.pid_file.read_text().strip()}); `collect` waits for them")
@@ -410,9 +418,9 @@ def _left(until: float, most: float) -> float:
     return max(1.0, min(most, until - time.monotonic()))
 
 
-def collect(out: Path, preset: str, wait: float | None) -> int:
+def collect(out: Path, presets: Sequence[str], wait: float | None) -> int:
     """Wait (at most ``wait`` seconds) for full runs started earlier, then collect them."""
-    runs = FullRuns(preset)
+    runs = FullRuns(presets)
     if not runs.pid_file.is_file():
         raise FileNotFoundError(f"no full runs were started here ({runs.pid_file} is missing)")
     out.mkdir(parents=True, exist_ok=True)
@@ -422,18 +430,22 @@ def collect(out: Path, preset: str, wait: float | None) -> int:
 
 
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+): train loss ([\d.naif]+), train error ([\d.]+), "
-                        r"test error ([\d.]+) \(([\d.]+) s, ([\d.]+) train img/s")
+                        r"test error ([\d.]+)[^(]*\(([\d.]+) s, ([\d.]+) train img/s"
+                        r"(?:; test ([\d.]+) s, diagnosis ([\d.]+) s)?")
 
 
 def epoch_lines(log: str) -> dict[int, dict[str, float]]:
-    """{epoch: train_loss, train_error, test_error, seconds, img_s} from a ResNet job's log (the
-    last attempt's line wins for an epoch trained twice)."""
+    """{epoch: train_loss, train_error, test_error, seconds, img_s, and where the log has them
+    test_seconds and diagnosis_seconds} from a class-channel job's log (the last attempt's line
+    wins for an epoch trained twice)."""
     rows: dict[int, dict[str, float]] = {}
     for m in EPOCH_LINE.finditer(log):
-        rows[int(m.group(1))] = {"epochs": float(m.group(2)), "train_loss": float(m.group(3)),
-                                 "train_error": float(m.group(4)),
-                                 "test_error": float(m.group(5)),
-                                 "seconds": float(m.group(6)), "img_s": float(m.group(7))}
+        row = {"epochs": float(m.group(2)), "train_loss": float(m.group(3)),
+               "train_error": float(m.group(4)), "test_error": float(m.group(5)),
+               "seconds": float(m.group(6)), "img_s": float(m.group(7))}
+        if m.group(8) is not None:
+            row.update(test_seconds=float(m.group(8)), diagnosis_seconds=float(m.group(9)))
+        rows[int(m.group(1))] = row
     return rows
 
 
@@ -497,42 +509,77 @@ def benchmark_table(b: Mapping[str, Any]) -> list[str]:
     return rows
 
 
+MAX_EPOCH_COLUMNS = 8
+"""The test-error-by-epoch table is printed for at most this many runs (one column each)."""
+
+
 def full_run_tables(root: Path, every: int) -> list[str]:
-    """Markdown: per run, epochs done, wall time, median img/s, lowest and final test error and
-    final train error; then the test error by epoch."""
+    """Markdown: per run, epochs done, wall time, median img/s, the diagnosis's share of an
+    epoch, lowest and final test error and final train error; then (for a few runs) the test
+    error by epoch; then the class-channel table of `diagnosis_tables`."""
     # Each run's attempts log keeps every attempt's lines (the rule's own log only the last).
-    logs = sorted((root / "logs" / "resnet").glob("*/*/seed*.attempts.log"))
+    logs = sorted((root / "logs" / "resnet").rglob("seed*.attempts.log"))
     if not logs:
         return ["No full-run logs were collected."]
     runs = {log: epoch_lines(log.read_text()) for log in logs}
-    rows = ["| run | epochs done | wall | median train img/s | lowest test error (epoch) "
-            "| final test error | final train error |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| run | epochs done | wall | median train img/s | diagnosis / rest of epoch "
+            "| lowest test error (epoch) | final test error | final train error |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    names = {}
     for log, ep in runs.items():
-        seed = log.name.split(".")[0]
-        name = f"{log.parent.parent.name} {log.parent.name} {seed}"
-        wall = _benchmark_seconds(root / "logs" / "benchmarks" / "resnet" / log.parent.parent.name
-                                  / log.parent.name / f"{seed}.tsv")
+        relative = log.relative_to(root / "logs" / "resnet")
+        run = relative.with_name(relative.name.split(".")[0])
+        names[log] = " ".join(run.parts)
+        wall = _benchmark_seconds(root / "logs" / "benchmarks" / "resnet" / f"{run}.tsv")
         total = int(max((r["epochs"] for r in ep.values()), default=0))
         rates = sorted(r["img_s"] for r in ep.values())
-        cells = [name, f"{len(ep)}/{total}",
+        shares = sorted(r["diagnosis_seconds"] / max(r["seconds"] - r["diagnosis_seconds"], 1e-9)
+                        for r in ep.values() if "diagnosis_seconds" in r)
+        cells = [names[log], f"{len(ep)}/{total}",
                  f"{wall / 60:.1f} min" if wall is not None else "unfinished"]
         if ep:
             best, final = min(ep, key=lambda e: (ep[e]["test_error"], e)), ep[max(ep)]
             cells += [f"{rates[len(rates) // 2]:,.0f}",
+                      f"{shares[len(shares) // 2]:.1%}" if shares else "-",
                       f"{ep[best]['test_error']:.4f} ({best})",
                       f"{final['test_error']:.4f}", f"{final['train_error']:.4f}"]
         else:
-            cells += ["-"] * 4
+            cells += ["-"] * 5
         rows.append("| " + " | ".join(cells) + " |")
-    last = max((max(ep) for ep in runs.values() if ep), default=0)
-    shown = sorted({1, *range(every, last + 1, every), last} - {0})
-    rows += ["", "Test error by epoch:", "",
-             "| epoch | " + " | ".join(log.parent.name for log in runs) + " |",
-             "|---:|" + "---:|" * len(runs)]
-    for e in shown:
-        rows.append(f"| {e} | " + " | ".join(
-            f"{ep[e]['test_error']:.4f}" if e in ep else "-" for ep in runs.values()) + " |")
-    return rows
+    if len(runs) <= MAX_EPOCH_COLUMNS:
+        last = max((max(ep) for ep in runs.values() if ep), default=0)
+        shown = sorted({1, *range(every, last + 1, every), last} - {0})
+        rows += ["", "Test error by epoch:", "",
+                 "| epoch | " + " | ".join(names[log] for log in runs) + " |",
+                 "|---:|" + "---:|" * len(runs)]
+        for e in shown:
+            rows.append(f"| {e} | " + " | ".join(
+                f"{ep[e]['test_error']:.4f}" if e in ep else "-" for ep in runs.values()) + " |")
+    return rows + diagnosis_tables(root)
+
+
+def diagnosis_tables(root: Path) -> list[str]:
+    """The class-channel table (`labaug.summary.resnet_table`) of each dataset under
+    ``root``/results/resnet: from its aggregated file, or, where the runs did not all finish,
+    from the per-run files that did (said so)."""
+    from labaug.results import aggregate, read_netcdf
+    from labaug.summary import resnet_table
+
+    lines: list[str] = []
+    base = root / "results" / "resnet"
+    for folder in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
+        whole = base / f"{folder.name}.nc"
+        if whole.is_file():
+            ds, note = read_netcdf(whole), f"`results/resnet/{folder.name}.nc`"
+        else:
+            parts = sorted(folder.rglob("seed*.nc"))
+            if not parts:
+                continue
+            ds = aggregate([read_netcdf(p) for p in parts])
+            note = (f"{len(parts)} finished runs under `results/resnet/{folder.name}/` (not all "
+                    "runs finished: the others are left out, or blank)")
+        lines += ["", f"Class channels, {folder.name}, from {note}:", "", *resnet_table(ds)]
+    return lines
 
 
 def _benchmark_seconds(tsv: Path) -> float | None:
@@ -563,7 +610,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     r.add_argument("--step-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="stop the benchmark, or the tests, after this long (a hang must not "
                         "hold up the full runs)")
-    r.add_argument("--preset", default=PRESET)
+    r.add_argument("--preset", nargs="+", default=[PRESET],
+                   help="config files layered on config.yaml, in order")
     r.add_argument("--targets", nargs="*", default=["figures/fig4.pdf", "figures/fig5.pdf",
                                                     "figures/fig1.pdf"],
                    help="Snakemake targets, relative to the preset's output root")
@@ -572,7 +620,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     c = sub.add_parser("collect", help="wait for full runs started by `run`, and collect them")
     c.add_argument("out", type=Path)
     c.add_argument("--wait", type=float, default=None, metavar="SECONDS")
-    c.add_argument("--preset", default=PRESET)
+    c.add_argument("--preset", nargs="+", default=[PRESET])
     t = sub.add_parser("report", help="print the README's GPU tables from run's folder(s)")
     t.add_argument("out", type=Path, nargs="+", help="run's folder, then collect's, if any")
     t.add_argument("--every", type=int, default=10, help="test error every N epochs")

@@ -29,18 +29,33 @@ from labaug import augment
 
 def caption_methods(config: Mapping[str, Any], experiment: augment.Experiment
                     ) -> list[dict[str, Any]]:
-    """What a caption says about each method of ``experiment``, in config order."""
+    """What a caption says about each method of ``experiment``, in config order: its title,
+    hyperparameter, summary, grid (None for a method with no grid, ERM) and ResNet values."""
+    from labaug.config import hp_values
+
     out = []
     for name in augment.for_experiment(list(config["methods"]), experiment):
         method = augment.get(name)
-        grid = config["grids"][name]
+        grid = config["grids"].get(name) if augment.swept(name) else None
+        values = hp_values(config["resnet"]["hp"], name) if method.has_hp else ()
         out.append({
             "name": name, "title": method.title, "hp_words": method.hp_words,
             "hp_symbol": method.hp_symbol.lstrip("\\"), "summary": method.summary,
-            "low": grid["low"], "high": grid["high"], "size": grid["size"],
-            "resnet_value": config["resnet"]["hp"].get(name),
+            "low": grid and grid["low"], "high": grid and grid["high"],
+            "size": grid and grid["size"],
+            "resnet_values": ", ".join(f"{v:g}" for v in values),
         })
     return out
+
+
+def caption_models(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a caption says about each class-channel model, in config order."""
+    from labaug import models
+
+    r = config["resnet"]
+    return [{"name": name, "title": models.get(name).title, "summary": models.get(name).summary,
+             "description": models.describe_model(name, int(r["width"]), r["mlp_hidden"])}
+            for name in r["models"]]
 
 
 def figure_caption(figure: str, experiment: augment.Experiment, config: Mapping[str, Any],
@@ -51,7 +66,8 @@ def figure_caption(figure: str, experiment: augment.Experiment, config: Mapping[
                              undefined=jinja2.StrictUndefined, autoescape=False)
     template = env.from_string(path.read_text())
     return template.render(snakemake=SimpleNamespace(config=config),
-                           methods=caption_methods(config, experiment))
+                           methods=caption_methods(config, experiment),
+                           models=caption_models(config))
 
 
 def built_config(config: Mapping[str, Any], files: Sequence[str | os.PathLike[str]]
@@ -91,40 +107,107 @@ PAPER_METHODS = ("label_smoothing", "mixup")
 
 def claim_lines(path: str | os.PathLike[str], claims: Sequence[tuple[str, str]]) -> list[str]:
     """One line per (method, claim): where the run puts the method on the claimed side of weight
-    decay. Sweeps: at how many nonzero grid points; class channels: at the final epoch."""
+    decay. Sweeps: at how many nonzero grid points; class channels: at the final epoch, per
+    model, against weight decay's first value (the paper's)."""
     import numpy as np
-    import xarray as xr
 
-    from labaug.results import METHOD_DIM, methods_of
+    from labaug.results import GRID_DIM, METHOD_DIM, methods_of, read_netcdf
 
     out: list[str] = []
-    with xr.open_dataset(path) as ds:
-        if METHOD_DIM not in ds.dims or "weight_decay" not in ds[METHOD_DIM].values:
-            return out
-        name = Path(path).stem
-        for variable, side in claims:
-            if variable not in ds or "seed" not in ds[variable].dims:
-                continue            # e.g. the exact minimizers: no trained runs
-            base = ds[variable].sel({METHOD_DIM: "weight_decay"}).mean("seed")
-            for method in [m for m in methods_of(ds) if m != "weight_decay"]:
-                mean = ds[variable].sel({METHOD_DIM: method}).mean("seed")
-                sign = 1.0 if side == "above" else -1.0
-                title = augment.title(method)
-                claim = "" if method in PAPER_METHODS else " (not in the paper)"
-                if "epoch" in mean.dims:
-                    last, ref = float(mean.isel(epoch=-1)), float(base.isel(epoch=-1))
-                    verdict = "agrees" if sign * (last - ref) > 0 else "does NOT agree"
-                    out.append(f"- {name}: {title}{claim} final {variable} {last:.3g} against "
-                               f"weight decay's {ref:.3g}: {verdict}")
+    ds = read_netcdf(path)
+    if METHOD_DIM not in ds.dims or "weight_decay" not in ds[METHOD_DIM].values:
+        return out
+    name = Path(path).stem
+    for variable, side in claims:
+        if variable not in ds or "seed" not in ds[variable].dims:
+            continue            # e.g. the exact minimizers: no trained runs
+        sign = 1.0 if side == "above" else -1.0
+        if "epoch" in ds[variable].dims:
+            out += _class_channel_claims(ds, name, variable, sign)
+            continue
+        base = ds[variable].sel({METHOD_DIM: "weight_decay"}).mean("seed")
+        for method in [m for m in methods_of(ds) if m != "weight_decay"]:
+            mean = ds[variable].sel({METHOD_DIM: method}).mean("seed")
+            claim = "" if method in PAPER_METHODS else " (not in the paper)"
+            n = min(mean.sizes[GRID_DIM], base.sizes[GRID_DIM])
+            diff = sign * (mean.values[1:n] - base.values[1:n])
+            diff = diff[~np.isnan(diff)]
+            agree = int(np.sum(diff > 0))
+            out.append(f"- {name}: {augment.title(method)}{claim} {variable} {side} weight "
+                       f"decay's at {agree} of {len(diff)} nonzero grid points"
+                       + ("" if agree == len(diff) else " (the claim does NOT hold at the "
+                          "others)"))
+    return out
+
+
+def _class_channel_claims(ds: Any, name: str, variable: str, sign: float) -> list[str]:
+    """`claim_lines` for a class-channel result: per model, each run's final ``variable``
+    against weight decay's at its first value."""
+    import numpy as np
+
+    from labaug import models
+    from labaug.results import GRID_DIM, METHOD_DIM, MODEL_DIM, methods_of, models_of
+
+    out = []
+    for model in models_of(ds):
+        at_model = ds[variable].sel({MODEL_DIM: model}).isel(epoch=-1).mean("seed")
+        wd = at_model.sel({METHOD_DIM: "weight_decay"}).isel({GRID_DIM: 0})
+        ref, ref_value = float(wd), float(wd["hp_value"])
+        # The claim compares label augmentations with weight decay: not ERM, not weight decay
+        # at its other strengths (Fig. 8 shows those).
+        for method in [m for m in methods_of(ds)
+                       if m != "weight_decay" and augment.get(m).has_hp]:
+            claim = "" if method in PAPER_METHODS else " (not in the paper)"
+            for grid, value in enumerate(ds["hp_value"].sel({METHOD_DIM: method}).values):
+                if value != value:
                     continue
-                n = min(mean.sizes["hp"], base.sizes["hp"])
-                diff = sign * (mean.values[1:n] - base.values[1:n])
-                diff = diff[~np.isnan(diff)]
-                agree = int(np.sum(diff > 0))
-                out.append(f"- {name}: {title}{claim} {variable} {side} weight decay's at "
-                           f"{agree} of {len(diff)} nonzero grid points"
-                           + ("" if agree == len(diff) else " (the claim does NOT hold at the "
-                              "others)"))
+                last = float(at_model.sel({METHOD_DIM: method}).isel({GRID_DIM: grid}))
+                if np.isnan(last) or np.isnan(ref):
+                    continue
+                verdict = "agrees" if sign * (last - ref) > 0 else "does NOT agree"
+                out.append(f"- {name}, {models.title(model)}: "
+                           f"{augment.run_label(method, float(value))}{claim} final {variable} "
+                           f"{last:.3g} against weight decay's (lambda = {ref_value:g}) "
+                           f"{ref:.3g}: {verdict}")
+    return out
+
+
+DIAGNOSIS_WORDS = (("test_error", "test error"),
+                   ("test_error_recalibrated", "recalibrated test error"),
+                   ("channel_following", "channel following"),
+                   ("feature_variance_ratio", "feature-variance ratio"))
+
+
+def diagnosis_lines(path: str | os.PathLike[str]) -> list[str]:
+    """Per model of a class-channel result: the range of each diagnosis measure's final value
+    over its runs (mean over seeds), naming the runs at the ends: what Fig. 8 plots, in words."""
+    import numpy as np
+
+    from labaug import models
+    from labaug.results import GRID_DIM, METHOD_DIM, MODEL_DIM, methods_of, models_of, read_netcdf
+
+    ds = read_netcdf(path)
+    if MODEL_DIM not in ds.dims:
+        return []
+    out = []
+    for model in models_of(ds):
+        parts = []
+        for variable, words in DIAGNOSIS_WORDS:
+            finals = []
+            for method in methods_of(ds):
+                for grid, value in enumerate(ds["hp_value"].sel({METHOD_DIM: method}).values):
+                    run = ds[variable].sel({MODEL_DIM: model, METHOD_DIM: method})
+                    final = float(run.isel({GRID_DIM: grid, "epoch": -1}).mean("seed"))
+                    if value == value and not np.isnan(final):
+                        finals.append((final, augment.run_label(method, float(value))))
+            if finals:
+                low, high = min(finals), max(finals)
+                parts.append(f"{words} from {low[0]:.3g} ({low[1]}) to {high[0]:.3g} "
+                             f"({high[1]})")
+            else:
+                parts.append(f"{words}: not measured (no running statistics)")
+        out.append(f"- {Path(path).stem}, {models.title(model)}, final epoch: "
+                   + "; ".join(parts))
     return out
 
 
@@ -155,6 +238,8 @@ class ProvenanceCaption:
         source = ("the provenance of its result files" if existing and not missing
                   else "the workflow's config (no result file with provenance was found)")
         lines = [line for path in existing for line in claim_lines(path, self.claims)]
+        if self.figure == "fig8":
+            lines += [line for path in existing for line in diagnosis_lines(path)]
         if lines:
             text += ("\n\n*What this run shows* (mean over seeds, compared with weight decay "
                      "at the same grid point or epoch):\n\n" + "\n".join(lines))

@@ -95,13 +95,14 @@ class ResNetConfig:
     """Multi-class ResNet-18 with identifying class channels (Sec. 4.3), and how it runs."""
 
     datasets: tuple[str, ...]
-    model: str                       # resnet18 (the paper's) or mlp (labaug.models)
+    models: tuple[str, ...]          # registered model names (labaug.models), in plotting order
     width: int                       # ResNet-18 base width
     mlp_hidden: tuple[int, ...]      # MLP hidden widths
-    hp: Mapping[str, float]          # each method's hyperparameter value (lambda, a, alpha, ...)
+    hp: Mapping[str, tuple[float, ...]]  # each method's hyperparameter values (lambda, a, ...)
     channel_sigma: float | None
     train_subset: int | None
     test_subset: int | None
+    diagnosis_subset: int            # images of the per-epoch diagnosis (labaug.train.evaluation)
     epochs: int | None               # None = optim.epochs
     batch_size: int | None           # None = optim.batch_size
     device: DeviceSetting            # auto = cuda where the DAG is built on a GPU machine
@@ -109,6 +110,21 @@ class ResNetConfig:
     compile: bool                    # torch.compile the model's training steps
     runs_per_gpu: int                # GPU jobs sharing one GPU on a workstation
     checkpoint_minutes: float        # minutes between checkpoints; 0 = every epoch
+
+    def values(self, method: str) -> tuple[float, ...]:
+        """The hyperparameter values of ``method``'s runs, one run (grid point) each; a method
+        without a hyperparameter (ERM) has the one value 0."""
+        return hp_values(self.hp, method)
+
+    def value(self, method: str, grid: int) -> float:
+        """The value of ``method``'s ``grid``-th run: the grid-th of its values, or its one
+        value (a run's own config holds only that run's value, whatever its grid index)."""
+        values = self.values(method)
+        if len(values) == 1:
+            return values[0]
+        if not 0 <= grid < len(values):
+            raise IndexError(f"resnet.hp.{method} has {len(values)} values; no run {grid}")
+        return values[grid]
 
 
 @dataclass(frozen=True)
@@ -170,11 +186,24 @@ def theory_config(raw: Mapping[str, Any]) -> TheoryConfig:
     return TheoryConfig(**raw)
 
 
+def hp_values(hp: Mapping[str, Any], method: str) -> tuple[float, ...]:
+    """``resnet.hp.<method>`` as a tuple of values: a number is one value, a list several; a
+    method with no entry (ERM: no hyperparameter) has the one value 0."""
+    value = hp.get(method)
+    if value is None:
+        return (0.0,)
+    if isinstance(value, list | tuple):
+        return tuple(float(v) for v in value)
+    return (float(value),)
+
+
 def resnet_config(raw: Mapping[str, Any]) -> ResNetConfig:
     """The ``resnet`` section (every key present) as a ResNetConfig."""
     return ResNetConfig(**{**raw, "datasets": tuple(raw["datasets"]),
+                           "models": tuple(raw["models"]),
                            "mlp_hidden": tuple(int(h) for h in raw["mlp_hidden"]),
-                           "hp": {k: float(v) for k, v in raw["hp"].items()},
+                           "hp": {k: hp_values(raw["hp"], k) for k in raw["hp"]},
+                           "diagnosis_subset": int(raw["diagnosis_subset"]),
                            "compile": bool(raw["compile"]),
                            "runs_per_gpu": int(raw["runs_per_gpu"]),
                            "checkpoint_minutes": float(raw["checkpoint_minutes"])})

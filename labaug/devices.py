@@ -146,12 +146,16 @@ def device_warnings(config: Mapping[str, Any], resnet_device: str, runs: int,
             f"{len(gpus)} GPU(s) here ({', '.join(dict.fromkeys(gpus))}) that torch cannot "
             f"use: {cuda_unusable_reason(cuda_build)}. Fix that and rerun to train on the GPU, "
             f"or set resnet.device: cpu to train on the CPU on purpose.")
-    if resnet["model"] == "resnet18" and resnet["width"] >= PAPER_SCALE_WIDTH:
+    from labaug import models
+
+    wide = [m for m in resnet["models"] if "width" in models.get(m).settings]
+    if wide and resnet["width"] >= PAPER_SCALE_WIDTH:
         epochs = resnet["epochs"] or config["optim"]["epochs"]
         images = ("all training images" if resnet["train_subset"] is None
                   else f"{resnet['train_subset']} training images")
         warnings.append(
-            f"labaug WARNING: {runs} ResNet-18 run(s) of width {resnet['width']} ({epochs} "
+            f"labaug WARNING: {runs} class-channel run(s), of {', '.join(wide)} at width "
+            f"{resnet['width']} ({epochs} "
             f"epochs, {images}) will train on the CPU, one core each: at this size that takes "
             f"days per run. On a GPU machine resnet.device: auto picks the GPU; profiles/slurm "
             f"sends the runs to GPU nodes; presets/quick.yaml is the CPU-scale run. Set "

@@ -18,7 +18,7 @@ import xarray as xr
 
 from labaug import augment
 from labaug.config import GridConfig, SyntheticConfig, TheoryConfig, Variance
-from labaug.results import HP_VALUE_LONG_NAME, METHOD_DIM, methods_of
+from labaug.results import GRID_DIM, HP_VALUE_LONG_NAME, METHOD_DIM, methods_of
 from labaug.theory import (
     SOLVERS,
     Problem,
@@ -95,9 +95,9 @@ def theory_dataset(syn: SyntheticConfig, configured: Sequence[str],
         "iterations": "Newton iterations",
     }
     data_vars: dict[str, Any] = {
-        k: ((METHOD_DIM, "hp"), v, {"long_name": long[k]}) for k, v in out.items()
+        k: ((METHOD_DIM, GRID_DIM), v, {"long_name": long[k]}) for k, v in out.items()
     }
-    data_vars["weight"] = ((METHOD_DIM, "hp", "feature"), weight,
+    data_vars["weight"] = ((METHOD_DIM, GRID_DIM, "feature"), weight,
                            {"long_name": "the exact minimizer's weight vector w"})
     data_vars["evaluation"] = ((METHOD_DIM,), np.array(evaluation, dtype=object),
                                {"long_name": "how the expectation over the data was evaluated"})
@@ -115,9 +115,9 @@ def theory_dataset(syn: SyntheticConfig, configured: Sequence[str],
         data_vars,
         coords={
             METHOD_DIM: methods,
-            "hp": np.arange(n_hp),
+            GRID_DIM: np.arange(n_hp),
             "feature": np.arange(2 * d),
-            "hp_value": ((METHOD_DIM, "hp"), hp_value, {"long_name": HP_VALUE_LONG_NAME}),
+            "hp_value": ((METHOD_DIM, GRID_DIM), hp_value, {"long_name": HP_VALUE_LONG_NAME}),
         },
         attrs={
             "variance": variance,
@@ -140,10 +140,10 @@ def compare(trained: xr.Dataset, exact: xr.Dataset) -> xr.Dataset:
     seeds of ||w - w*|| / ||w*|| for the whole weight vector. Only methods in both files count.
     """
     methods = [m for m in methods_of(trained) if m in methods_of(exact)]
-    # Grids of other methods may pad either file's hp axis with NaN: compare the common part.
-    n_hp = min(trained.sizes["hp"], exact.sizes["hp"])
-    tr = trained.sel({METHOD_DIM: methods}).isel(hp=slice(0, n_hp))
-    ex = exact.sel({METHOD_DIM: methods}).isel(hp=slice(0, n_hp))
+    # Grids of other methods may pad either file's grid axis with NaN: compare the common part.
+    n_hp = min(trained.sizes[GRID_DIM], exact.sizes[GRID_DIM])
+    tr = trained.sel({METHOD_DIM: methods}).isel({GRID_DIM: slice(0, n_hp)})
+    ex = exact.sel({METHOD_DIM: methods}).isel({GRID_DIM: slice(0, n_hp)})
     if not np.allclose(tr["hp_value"].values, ex["hp_value"].values, equal_nan=True):
         raise ValueError("trained and exact results use different hyperparameter grids")
     high = tr["w_high_norm"]

@@ -226,10 +226,11 @@ def task_job(config: Mapping[str, Any], dataset: str, pair: tuple[int, int], var
 
 def aggregate_job(config: Mapping[str, Any], inputs: Sequence[PathLike], out: PathLike,
                   experiment: augment.Experiment) -> None:
-    """Combine per-seed files into one experiment file, methods in config order (``config``: the
-    slice `labaug.slices.methods_slice` or the whole config)."""
+    """Combine per-seed files into one experiment file, methods (and models) in config order
+    (``config``: the slice `labaug.slices.methods_slice` or the whole config)."""
     methods = augment.for_experiment(list(config["methods"]), experiment)
-    ds = aggregate_files(inputs, out, methods=methods)
+    models = config["resnet"]["models"] if experiment == "class_channels" else None
+    ds = aggregate_files(inputs, out, methods=methods, models=models)
     log.info("aggregated %d files into %s: %s", len(inputs), out, dict(ds.sizes))
 
 
@@ -247,17 +248,22 @@ def figure_job(figure: str, inputs: Mapping[str, PathLike], out: PathLike) -> No
 # --- ResNet-18 with class channels (Sec. 4.3, Fig. 4 and 5) -------------------------------
 
 
-def resnet_run_config(part: Mapping[str, Any], dataset: str, method: Method, device: str,
-                      checkpoint_minutes: float) -> ResNetConfig:
-    """The ResNetConfig of one run from its slice (`labaug.slices.resnet_slice`): ``datasets``
-    and ``hp`` hold only this run's, ``device`` is the run's device and ``runs_per_gpu`` (a
-    scheduling setting of the workflow, not of a run) is 1."""
+def resnet_run_config(part: Mapping[str, Any], dataset: str, model: str, method: Method,
+                      device: str, checkpoint_minutes: float) -> ResNetConfig:
+    """The ResNetConfig of one run from its slice (`labaug.slices.resnet_slice`): ``datasets``,
+    ``models`` and ``hp`` hold only this run's (its one value), ``device`` is the run's device
+    and ``runs_per_gpu`` (a scheduling setting of the workflow, not of a run) is 1. Settings the
+    model does not read (a ResNet's ``mlp_hidden``) are not in the slice: 0 and () here."""
+    from labaug.config import hp_values
+
     r = part["resnet"]
     return ResNetConfig(
-        datasets=(dataset,), model=str(r["model"]), width=int(r["width"]),
-        mlp_hidden=tuple(int(h) for h in r["mlp_hidden"]), hp={method: float(r["hp"][method])},
+        datasets=(dataset,), models=(model,), width=int(r.get("width", 0)),
+        mlp_hidden=tuple(int(h) for h in r.get("mlp_hidden", ())),
+        hp={method: hp_values(part["resnet"].get("hp", {}), method)[:1]},
         channel_sigma=r["channel_sigma"], train_subset=r["train_subset"],
-        test_subset=r["test_subset"], epochs=r["epochs"], batch_size=r["batch_size"],
+        test_subset=r["test_subset"], diagnosis_subset=int(r["diagnosis_subset"]),
+        epochs=r["epochs"], batch_size=r["batch_size"],
         device=device,  # type: ignore[arg-type]
         precision=r["precision"], compile=bool(r["compile"]), runs_per_gpu=1,
         checkpoint_minutes=float(checkpoint_minutes))
@@ -266,9 +272,12 @@ def resnet_run_config(part: Mapping[str, Any], dataset: str, method: Method, dev
 def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: int,
                out: PathLike, raw_path: PathLike, threads: int = 1, device: str | None = None,
                rule: str = "train_resnet", checkpoint_minutes: float | None = None,
-               device_setting: str | None = None) -> None:
-    """Train one ResNet-18 run (resuming from its checkpoint) and write its per-seed netCDF.
+               device_setting: str | None = None, model: str | None = None,
+               grid: int = 0) -> None:
+    """Train one class-channel run (resuming from its checkpoint) and write its per-seed netCDF.
 
+    The run: ``model`` (default: the first of ``resnet.models``), ``method`` at its ``grid``-th
+    value of ``resnet.hp.<method>``, ``seed``, on ``dataset``.
     ``config``: the run's slice (`labaug.slices.resnet_slice`) or the whole config;
     ``checkpoint_minutes`` and ``device_setting`` (None = resnet.checkpoint_minutes and
     resnet.device of a whole config) are not part of the slice since they change no number.
@@ -296,15 +305,16 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
         train_resnet,
     )
 
-    part = slices.resnet_slice(config, method)
+    part = slices.resnet_slice(config, method, model, grid)
+    model = str(part["resnet"]["models"][0])
     if checkpoint_minutes is None:
         checkpoint_minutes = float(config["resnet"]["checkpoint_minutes"])
     if device_setting is None:
         device_setting = str(config["resnet"].get("device", device or "auto"))
-    run = ResNetRun(dataset, method, seed)
+    run = ResNetRun(dataset, method, seed, model=model, grid=grid)
     setting = str(config["resnet"].get("device", "auto")) if device is None else device
     resolved = checked_device(resolve_device(setting), "resnet", rule, str(run))
-    r = resnet_run_config(part, dataset, method, resolved, checkpoint_minutes)
+    r = resnet_run_config(part, dataset, model, method, resolved, checkpoint_minutes)
     o = part["optim"]
     optim = optim_config({**o, "epochs": o["epochs"] if r.epochs is None else r.epochs,
                           "batch_size": o["batch_size"] if r.batch_size is None
@@ -314,9 +324,11 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     start = time.perf_counter()
     data = load_class_channel_data(raw_path, dataset, seed, sigma=r.channel_sigma,
                                    train_subset=r.train_subset, test_subset=r.test_subset)
+    description = describe_model(model, r.width, r.mlp_hidden)
     log.info("%s: %d train / %d test images of shape %s, %d classes, class-vector sigma %.4g, "
-             "width %d, device %s", dataset, len(data.y_train), len(data.y_test),
-             tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, r.width, resolved)
+             "%s, %s = %g, device %s", dataset, len(data.y_train), len(data.y_test),
+             tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, description, method,
+             r.values(method)[0], resolved)
     ckpt = checkpoint_path(out)
     trainers: list[ResNetTrainer] = []
     with checkpoint_lock(ckpt), job_gpu(resolved) as gpu:
@@ -329,28 +341,17 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
         except NonFiniteLossError as err:
             log.error("%s", err)    # into the rule's log too, not only the job's stderr
             raise
-        variables = {
-            "test_error": (history.test_error,
-                           "test error (fraction misclassified; test inputs carry zero class "
-                           "channels)"),
-            "train_loss": (history.train_loss,
-                           "mean training loss over the epoch under the method's own objective "
-                           "(soft-target cross-entropy), without the weight-decay term"),
-            "train_error": (history.train_error,
-                            "training error over the epoch's batches: predicted class differs "
-                            "from the dominant class of the (augmented) target"),
-        }
         trainer = trainers[0]
         attrs = provenance(part, seed=seed, device=resolved,
                            precision=trainer.precision)
         attrs.update({"device_setting": device_setting, "compiled": int(trainer.compiled),
-                      "dataset": dataset,
-                      "model": describe_model(r.model, r.width, r.mlp_hidden),
+                      "dataset": dataset, "model_description": description,
                       "width": r.width, "class_channel_sigma": data.sigma,
                       "n_train": len(data.y_train), "n_test": len(data.y_test),
-                      "hp_value": r.hp[method],
+                      "n_diagnosis": trainer.n_diagnosis, "num_classes": data.num_classes,
                       "mix_per_batch": int(bool(part.get("mix_per_batch", False)))})
-        write_netcdf(resnet_job_dataset(method, seed, history.epoch, variables, attrs), out)
+        write_netcdf(resnet_job_dataset(model, method, grid, trainer.value, seed, history.epoch,
+                                        history.metrics, attrs), out)
         finalize_checkpoint(ckpt)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
 

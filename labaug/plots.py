@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -20,7 +22,15 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from labaug import augment  # noqa: E402
 from labaug.data.raw import dataset_title  # noqa: E402
 from labaug.io import atomic_path  # noqa: E402
-from labaug.results import METHOD_DIM, methods_of, read_netcdf  # noqa: E402
+from labaug.results import (  # noqa: E402
+    GRID_DIM,
+    METHOD_DIM,
+    MODEL_DIM,
+    methods_of,
+    model_descriptions,
+    models_of,
+    read_netcdf,
+)
 
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
@@ -42,12 +52,48 @@ def at(ds: xr.Dataset, method: str) -> xr.Dataset:
 
 
 def mean_std_band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str,
-                  label: str | None = None) -> None:
+                  label: str | None = None, linestyle: str = "-", alpha: float = 0.25) -> None:
     """Plot the mean over the last axis of ``values`` with a shaded +/- 1 std band."""
     mean = np.nanmean(values, axis=-1)
     std = np.nanstd(values, axis=-1)
-    ax.plot(x, mean, color=color, marker="o", markersize=3, label=label)
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
+    ax.plot(x, mean, color=color, marker="o", markersize=3, label=label, linestyle=linestyle)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=alpha, linewidth=0)
+
+
+GRID_STYLES = ("-", "--", ":", "-.")
+"""The line style of a method's first, second, ... value in the class-channel figures."""
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """One line of a class-channel figure: a method at one of its values."""
+
+    method: str
+    grid: int
+    value: float
+    label: str
+    color: str
+    linestyle: str
+
+
+def run_lines(ds: xr.Dataset) -> list[RunLine]:
+    """The (method, value) runs of a class-channel result in its order; a method's value is in
+    its label where the method has several."""
+    lines = []
+    for method in methods_of(ds):
+        values = [float(v) for v in ds["hp_value"].sel({METHOD_DIM: method}).values]
+        present = [(g, v) for g, v in enumerate(values) if v == v]
+        for k, (g, v) in enumerate(present):
+            label = augment.run_label(method, v if len(present) > 1 else None, math=True)
+            lines.append(RunLine(method, g, v, label, method_color(method),
+                                 GRID_STYLES[k % len(GRID_STYLES)]))
+    return lines
+
+
+def run_values(ds: xr.Dataset, model: str, line: RunLine, variable: str) -> np.ndarray:
+    """One run's ``variable`` as (epoch, seed)."""
+    sel = ds.sel({MODEL_DIM: model, METHOD_DIM: line.method}).isel({GRID_DIM: line.grid})
+    return sel[variable].transpose("epoch", "seed").values
 
 
 def sweep_grid(
@@ -75,7 +121,7 @@ def sweep_grid(
             sel = at(ds, method)
             x = sel["hp_value"].values
             keep = ~np.isnan(x)
-            mean_std_band(ax, x[keep], sel[variables[r]].transpose("hp", "seed").values[keep],
+            mean_std_band(ax, x[keep], sel[variables[r]].transpose(GRID_DIM, "seed").values[keep],
                           method_color(method), label="trained (mean $\\pm$ 1 std)")
             theory = overlay[r] if overlay is not None else None
             if theory is not None and method in theory[METHOD_DIM].values:
@@ -168,29 +214,140 @@ def fig7(out: PathLike, **results: PathLike) -> None:
 
 
 def fig4(out: PathLike, **results: PathLike) -> None:
-    """Figure 4: ResNet-18 with class channels, test error per epoch, one panel per dataset."""
+    """Figure 4: test error per epoch with class channels in training only; one panel per
+    dataset, one row per model, one line per method (and value)."""
     if not results:
-        raise ValueError("no ResNet results to draw (config resnet.datasets is empty)")
-    fig, axes = plt.subplots(1, len(results), figsize=(max(6.0, 4.6 * len(results)), 3.8),
-                             squeeze=False, constrained_layout=True)
-    for ax, (name, path) in zip(axes[0], results.items(), strict=True):
-        ds = read_netcdf(path)
-        epochs = ds["epoch"].values
-        log.info("Fig. 4, %s: one line per method: %s", name, ", ".join(methods_of(ds)))
-        for method in methods_of(ds):
-            values = at(ds, method)["test_error"].transpose("epoch", "seed").values
-            mean_std_band(ax, epochs, values, method_color(method), label=augment.title(method))
-        model = ds.attrs.get("model", f"ResNet-18, width {ds.attrs.get('width', '?')}")
-        ax.set_title(f"{dataset_title(name)} ({model}; {ds.attrs.get('n_train', '?')} "
-                     "training images)", fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("test error (test inputs carry zero class channels)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        raise ValueError("no class-channel results to draw (config resnet.datasets is empty)")
+    data = {name: read_netcdf(path) for name, path in results.items()}
+    rows = models_of(next(iter(data.values())))
+    fig, axes = plt.subplots(len(rows), len(data), figsize=(max(6.0, 4.6 * len(data)),
+                             3.8 * len(rows)), squeeze=False, constrained_layout=True)
+    for r, model in enumerate(rows):
+        for c, (name, ds) in enumerate(data.items()):
+            ax = axes[r, c]
+            lines = run_lines(ds)
+            log.info("Fig. 4, %s, %s: one line per method: %s", name, model,
+                     ", ".join(line.label for line in lines))
+            for line in lines:
+                mean_std_band(ax, ds["epoch"].values, run_values(ds, model, line, "test_error"),
+                              line.color, label=line.label, linestyle=line.linestyle)
+            described = dict(zip(models_of(ds), model_descriptions(ds), strict=True))
+            ax.set_title(f"{dataset_title(name)} ({described.get(model, model)}; "
+                         f"{ds.attrs.get('n_train', '?')} training images)", fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel("test error (test inputs carry zero class channels)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    seeds = next(iter(data.values())).sizes["seed"]
     fig.suptitle("Fig. 4: test error, identifying class channels in training data only\n"
-                 f"(mean $\\pm$ 1 std over {ds.sizes['seed']} seeds)", fontsize=11)
+                 f"(mean $\\pm$ 1 std over {seeds} seeds)", fontsize=11)
     save(fig, out)
+
+
+DIAGNOSIS_PANELS = (
+    ("test_error", "test error, running statistics\n(the paper's protocol, Fig. 4)"),
+    ("test_error_recalibrated", "test error, BatchNorm statistics\nre-estimated on "
+                                "zero-channel inputs"),
+    ("channel_following", "channel following: share assigned\nto the class of the given "
+                          "channel"),
+    ("feature_variance_ratio", "feature-variance ratio:\nwithin-class / total variance"),
+)
+"""Fig. 8's columns over epochs: (variable, column title); the weight-decay panel comes last."""
+
+
+def fig8(out: PathLike, **results: PathLike) -> None:
+    """Figure 8: the class-channel diagnosis. One row per model (and dataset): test error with
+    running and with recalibrated statistics, channel following and feature-variance ratio per
+    epoch, one line per method and value; last, the final values against weight decay's
+    strength, ERM (no weight decay) as dotted lines."""
+    if not results:
+        raise ValueError("no class-channel results to draw (config resnet.datasets is empty)")
+    rows = [(name, ds, model) for name, ds in
+            ((n, read_netcdf(p)) for n, p in results.items()) for model in models_of(ds)]
+    columns = len(DIAGNOSIS_PANELS) + 1
+    fig, axes = plt.subplots(len(rows), columns, figsize=(3.4 * columns, 2.9 * len(rows) + 1.2),
+                             squeeze=False, constrained_layout=True, sharex="col")
+    handles: dict[str, Any] = {}
+    for r, (name, ds, model) in enumerate(rows):
+        described = dict(zip(models_of(ds), model_descriptions(ds), strict=True))
+        k = int(ds.attrs.get("num_classes", 0))
+        lines = run_lines(ds)
+        log.info("Fig. 8, %s, %s: one line per method: %s", name, model,
+                 ", ".join(line.label for line in lines))
+        for c, (variable, title) in enumerate(DIAGNOSIS_PANELS):
+            ax = axes[r, c]
+            drawn = False
+            for line in lines:
+                values = run_values(ds, model, line, variable)
+                if np.isnan(values).all():
+                    continue
+                mean_std_band(ax, ds["epoch"].values, values, line.color, label=line.label,
+                              linestyle=line.linestyle, alpha=0.15)
+                drawn = True
+            if not drawn:
+                ax.text(0.5, 0.5, "no running statistics\n(no BatchNorm layer)",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=9)
+            if k and variable == "channel_following":
+                ax.axhline(1.0 / k, color="gray", linewidth=0.8, linestyle=":")
+            elif k and variable.startswith("test_error"):
+                ax.axhline(1.0 - 1.0 / k, color="gray", linewidth=0.8, linestyle=":")
+            ax.set_ylim(-0.03, 1.03)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            if r == len(rows) - 1:
+                ax.set_xlabel("epoch")
+            if c == 0:
+                ax.set_ylabel(f"{dataset_title(name)}\n{described.get(model, model)}",
+                              fontsize=9, fontweight="bold")
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        weight_decay_panel(axes[r, -1], ds, model, title=r == 0, xlabel=r == len(rows) - 1)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncol=min(len(handles), 7), fontsize=8)
+    seeds = rows[0][1].sizes["seed"] if rows else 0
+    fig.suptitle("Fig. 8: when do models rely on the class channels? (mean $\\pm$ 1 std over "
+                 f"{seeds} seeds; dotted grey: chance)", fontsize=11)
+    save(fig, out)
+
+
+STRENGTH_LINES = (("test_error", "black", "test error"),
+                  ("test_error_recalibrated", "dimgray", "recalibrated test error"),
+                  ("channel_following", "tab:purple", "channel following"),
+                  ("feature_variance_ratio", "tab:brown", "feature-variance ratio"))
+
+
+def weight_decay_panel(ax: Axes, ds: xr.Dataset, model: str, title: bool = True,
+                       xlabel: bool = True) -> None:
+    """Final-epoch measurements of one model against weight decay's strength (log axis), mean
+    and 1 std over seeds; ERM's as dotted horizontal lines."""
+    if title:
+        ax.set_title("final epoch against weight decay's\nstrength (dotted: ERM)", fontsize=9)
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    if "weight_decay" not in methods_of(ds):
+        ax.text(0.5, 0.5, "no weight-decay runs", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9)
+        return
+    sel = ds.sel({MODEL_DIM: model, METHOD_DIM: "weight_decay"})
+    lam = sel["hp_value"].values
+    keep = np.flatnonzero((lam == lam) & (lam > 0))
+    for variable, color, label in STRENGTH_LINES:
+        final = sel[variable].isel({GRID_DIM: keep, "epoch": -1}).values    # (grid, seed)
+        if np.isnan(final).all():
+            continue
+        ax.errorbar(lam[keep], np.nanmean(final, axis=-1), yerr=np.nanstd(final, axis=-1),
+                    color=color, marker="o", markersize=4, capsize=2, label=label)
+        if "erm" in methods_of(ds):
+            erm = ds.sel({MODEL_DIM: model, METHOD_DIM: "erm"}).isel({GRID_DIM: 0, "epoch": -1})
+            ax.axhline(float(np.nanmean(erm[variable].values)), color=color, linestyle=":",
+                       linewidth=1)
+    ax.set_xscale("log")
+    if xlabel:
+        ax.set_xlabel(r"weight decay $\lambda$")
+    ax.legend(fontsize=7)
 
 
 def _channel_panel(ax: Axes, values: np.ndarray, limit: float, cmap: str,

@@ -40,30 +40,42 @@ def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def with_methods(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema with the method enum, grid keys and ResNet values of every registered method.
+    """The schema with the method and model enums, grid keys and ResNet values of every
+    registered method and model.
 
-    The method list lives in one place, the `labaug.augment` registry; each method's bound on
-    its hyperparameter (e.g. label smoothing a < 1) becomes the bound of its grid and value.
+    The method list lives in one place, the `labaug.augment` registry, and the model list in
+    `labaug.models`; each method's bound on its hyperparameter (e.g. label smoothing a < 1)
+    becomes the bound of its grid and values. A method's ResNet value is a number or a list of
+    numbers (one run each); a method without a hyperparameter (ERM) has neither grid nor value.
     """
-    from labaug import augment
+    from labaug import augment, models
 
     out: dict[str, Any] = copy.deepcopy(dict(schema))
     methods = augment.registry()
     out["$defs"]["method"]["enum"] = list(methods)
+    out["$defs"]["model"]["enum"] = list(models.names())
     grid = out["$defs"]["grid"]
     grids: dict[str, Any] = {}
     values: dict[str, Any] = {}
     for name, method in methods.items():
+        if not method.has_hp:
+            continue
         bound = ({} if method.hp_maximum is None
                  else {"exclusiveMaximum": method.hp_maximum})
         words = f"{method.hp_words} {method.hp_symbol.strip(chr(92))}"
-        grids[name] = {**grid, "description": f"grid of {words}",
-                       "properties": {k: {**v, **bound} if k != "size" else v
-                                      for k, v in grid["properties"].items()}}
-        values[name] = {"type": "number", "minimum": 0, **bound,
-                        "description": f"{words} in the ResNet runs"}
-    out["properties"]["grids"].update(properties=grids, required=list(methods))
-    class_channels = [n for n, m in methods.items() if "class_channels" in m.experiments]
+        if augment.swept(name):
+            grids[name] = {**grid, "description": f"grid of {words}",
+                           "properties": {k: {**v, **bound} if k != "size" else v
+                                          for k, v in grid["properties"].items()}}
+        number = {"type": "number", "minimum": 0, **bound}
+        # Numeric keywords apply to a number, array keywords to a list: one schema for both.
+        values[name] = {**number, "type": ["number", "array"], "minItems": 1,
+                        "uniqueItems": True, "items": number,
+                        "description": f"{words} in the ResNet runs: one value, or a list of "
+                                       "values (one run each)"}
+    out["properties"]["grids"].update(properties=grids, required=list(grids))
+    class_channels = [n for n, m in methods.items()
+                      if "class_channels" in m.experiments and n in values]
     out["properties"]["resnet"]["properties"]["hp"].update(
         properties={n: values[n] for n in class_channels}, required=class_channels)
     return out

@@ -74,20 +74,43 @@ def task_slice(config: Mapping[str, Any], variance: str) -> dict[str, Any]:
     return pick(config, paths)
 
 
-def resnet_slice(config: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """What one ResNet run of ``method`` (any dataset and seed) depends on (its device aside)."""
+def resnet_values(config: Mapping[str, Any], method: str) -> list[float]:
+    """The hyperparameter values of ``method``'s ResNet runs, one run (grid point) each
+    (`labaug.config.hp_values`: a number is one value; ERM has the one value 0)."""
+    from labaug.config import hp_values
+
+    return list(hp_values(config["resnet"]["hp"], method))
+
+
+def resnet_slice(config: Mapping[str, Any], method: str, model: str | None = None,
+                 grid: int = 0) -> dict[str, Any]:
+    """What one ResNet run of ``model`` (default: the first of ``resnet.models``) and ``method``
+    at its ``grid``-th value (any dataset and seed) depends on, its device aside: the model's
+    own settings (`labaug.models.Model.settings`) and the run's one value, so that editing
+    another model's settings or another value reruns nothing here."""
+    from labaug import models
+
     resnet = config["resnet"]
-    paths = ["optim.lr", "optim.betas", "optim.eps", f"resnet.hp.{method}"]
-    paths += [f"resnet.{key}" for key in ("model", "width", "mlp_hidden", "channel_sigma",
-                                          "train_subset", "test_subset", "epochs",
-                                          "batch_size", "precision", "compile")]
+    name = str(resnet["models"][0]) if model is None else model
+    paths = ["optim.lr", "optim.betas", "optim.eps"]
+    paths += [f"resnet.{key}" for key in (*models.get(name).settings, "channel_sigma",
+                                          "train_subset", "test_subset", "diagnosis_subset",
+                                          "epochs", "batch_size", "precision", "compile")]
     if resnet["epochs"] is None:
         paths.append("optim.epochs")
     if resnet["batch_size"] is None:
         paths.append("optim.batch_size")
     if has_draws(method):
         paths.append("mix_per_batch")
-    return pick(config, paths)
+    out = pick(config, paths)
+    out["resnet"]["models"] = [name]
+    if augment.get(method).has_hp:
+        value = resnet["hp"][method]
+        # A list holds every grid point's value; a number is the one value (in a slice: the
+        # run's own, whatever its grid index), so slicing a slice gives the same slice.
+        out["resnet"]["hp"] = {method: float(value[grid]) if isinstance(value, list | tuple)
+                               else float(value)}
+    return out
 
 
 def pairs_slice(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,8 +134,12 @@ def theory_slice(config: Mapping[str, Any], variance: str) -> dict[str, Any]:
 
 
 def methods_slice(config: Mapping[str, Any], experiment: augment.Experiment) -> dict[str, Any]:
-    """What an aggregation depends on beyond its inputs: the order of the experiment's methods."""
-    return {"methods": augment.for_experiment(list(config["methods"]), experiment)}
+    """What an aggregation depends on beyond its inputs: the order of the experiment's methods
+    (and, for the class-channel runs, of the models)."""
+    out: dict[str, Any] = {"methods": augment.for_experiment(list(config["methods"]), experiment)}
+    if experiment == "class_channels":
+        out["resnet"] = {"models": list(config["resnet"]["models"])}
+    return out
 
 
 def fetch_slice(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:

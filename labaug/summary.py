@@ -14,9 +14,17 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from labaug import augment
+from labaug import augment, models
 from labaug.io import atomic_path
-from labaug.results import METHOD_DIM, methods_of, read_netcdf
+from labaug.results import (
+    GRID_DIM,
+    METHOD_DIM,
+    MODEL_DIM,
+    methods_of,
+    model_descriptions,
+    models_of,
+    read_netcdf,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -56,7 +64,7 @@ def sweep_table(ds: xr.Dataset, variable: str, digits: int = 3) -> list[str]:
         keep = np.flatnonzero(~np.isnan(hp))
         points = [int(keep[i]) for i in grid_points(len(keep))]
         columns = columns or points
-        cells = [f"{mean_std(sel[variable].isel(hp=h).values, digits)} ({hp[h]:.3g})"
+        cells = [f"{mean_std(sel[variable].isel({GRID_DIM: h}).values, digits)} ({hp[h]:.3g})"
                  for h in points]
         lines.append(f"| {augment.title(method)} | " + " | ".join(cells) + " |")
     names = [f"grid point {h}" + (" (ERM)" if h == 0 else "") for h in columns]
@@ -71,23 +79,51 @@ def upper_half(ds: xr.Dataset, variable: str) -> list[str]:
         sel = ds.sel({METHOD_DIM: method})
         keep = np.flatnonzero(~np.isnan(sel["hp_value"].values))
         upper = keep[len(keep) // 2:]
-        per_seed = sel[variable].isel(hp=upper).mean("hp").values
+        per_seed = sel[variable].isel({GRID_DIM: upper}).mean(GRID_DIM).values
         lines.append(f"| {augment.title(method)} | {mean_std(per_seed, 4)} |")
     return lines
 
 
+DIAGNOSIS = (("test_error", "test error"), ("test_error_recalibrated", "recalibrated"),
+             ("channel_following", "channel following"),
+             ("feature_variance_ratio", "feature-variance ratio"))
+"""The four measurements of the class-channel table, with their column names."""
+
+
+def class_channel_runs(ds: xr.Dataset) -> list[tuple[str, str, int, float]]:
+    """(model, method, grid index, value) of every run of a class-channel result, in its order
+    (grid points a method does not have are left out)."""
+    runs = []
+    for model in models_of(ds):
+        for method in methods_of(ds):
+            values = ds["hp_value"].sel({METHOD_DIM: method}).values
+            runs += [(model, method, g, float(v)) for g, v in enumerate(values) if v == v]
+    return runs
+
+
 def resnet_table(ds: xr.Dataset) -> list[str]:
-    """Per method: final-epoch test error, the lowest test error and its epoch (mean over seeds)."""
-    lines = ["| method | final test error | lowest mean test error (epoch) | final train error |",
-             "|---|---|---|---|"]
-    for method in methods_of(ds):
-        sel = ds.sel({METHOD_DIM: method})
-        curve = sel["test_error"].mean("seed").values
-        best = int(np.nanargmin(curve))
-        lines.append(
-            f"| {augment.title(method)} | {mean_std(sel['test_error'].isel(epoch=-1).values, 4)} | "
-            f"{curve[best]:.4f} ({int(sel['epoch'].values[best])}) | "
-            f"{mean_std(sel['train_error'].isel(epoch=-1).values, 4)} |")
+    """One row per model, method and value: the four measurements (`DIAGNOSIS`) at the final
+    epoch and at the best epoch (the lowest mean zero-channel test error), mean +/- std over
+    seeds, and the final training error."""
+    head = ["model", "method"]
+    for _, name in DIAGNOSIS:
+        head += [f"{name}: final", f"{name}: best epoch" if name == "test error"
+                 else f"{name}: at best"]
+    head.append("final train error")
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for model, method, grid, value in class_channel_runs(ds):
+        run = ds.sel({MODEL_DIM: model, METHOD_DIM: method}).isel({GRID_DIM: grid})
+        curve = run["test_error"].mean("seed").values
+        best = int(np.nanargmin(curve)) if np.isfinite(curve).any() else len(curve) - 1
+        cells = [models.title(model), augment.run_label(method, value)]
+        for variable, name in DIAGNOSIS:
+            final = mean_std(run[variable].isel(epoch=-1).values, 3)
+            at_best = mean_std(run[variable].isel(epoch=best).values, 3)
+            if name == "test error":
+                at_best += f" ({int(run['epoch'].values[best])})"
+            cells += [final, at_best]
+        cells.append(mean_std(run["train_error"].isel(epoch=-1).values, 3))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -134,10 +170,18 @@ def summary_markdown(linear: Mapping[str, PathLike], theory: Mapping[str, PathLi
             out += theory_table(ds, read_netcdf(theory[variance])) + [""]
     for name, path in resnet.items():
         ds = read_netcdf(path)
-        out += [f"## Class channels `{name}` ({path})", "", _provenance(ds),
-                f"model: {ds.attrs.get('model', 'ResNet-18')}, width {ds.attrs.get('width', '?')}, "
-                f"{ds.attrs.get('n_train', '?')} training / {ds.attrs.get('n_test', '?')} test "
-                f"images, {ds.sizes['epoch']} epochs", ""]
+        out += [f"## Class channels `{name}` ({path})", "", _provenance(ds), "",
+                f"Models: {', '.join(model_descriptions(ds))}; {ds.attrs.get('n_train', '?')} "
+                f"training / {ds.attrs.get('n_test', '?')} test images, {ds.sizes['epoch']} "
+                f"epochs; diagnosis on the first {ds.attrs.get('n_diagnosis', '?')} images.", "",
+                f"### Where the class-channel claim holds (`{name}`)", "",
+                "Mean +/- std over seeds at the final epoch and at the best epoch (the epoch of "
+                "the lowest mean zero-channel test error). Test error: the paper's protocol "
+                "(zero class channels, eval mode); recalibrated: the same after re-estimating "
+                "BatchNorm statistics on zero-channel training inputs (- without running "
+                "statistics); channel following: share of test images given another class's "
+                "channel that are assigned to that class; feature-variance ratio: within-class "
+                "over total variance of the penultimate features.", ""]
         out += resnet_table(ds) + [""]
     return "\n".join(out)
 

@@ -138,7 +138,10 @@ def test_a_registered_method_reaches_the_schema(monkeypatch: pytest.MonkeyPatch)
     assert augment.names() == tuple(sorted((*NAMES, "throwaway")))
     schema = load_schema(schema_path)
     assert schema["$defs"]["method"]["enum"] == sorted((*NAMES, "throwaway"))
-    assert schema["properties"]["grids"]["required"] == sorted((*NAMES, "throwaway"))
+    # Every method with a grid to sweep, the new one too; ERM (no hyperparameter) has none.
+    assert schema["properties"]["grids"]["required"] == sorted(
+        (*(n for n in NAMES if augment.swept(n)), "throwaway"))
+    assert "erm" in NAMES and "erm" not in schema["properties"]["grids"]["required"]
     high = schema["properties"]["grids"]["properties"]["throwaway"]["properties"]["high"]
     assert high["exclusiveMaximum"] == 0.5
     monkeypatch.undo()
@@ -559,7 +562,7 @@ def _one_epoch(data: ClassChannelData, method: str, hp: dict[str, float] | None 
 def test_resnet_trainer_runs_every_class_channel_method(method: str) -> None:
     data = _class_channel_data()
     trainer, loss = _one_epoch(data, method)
-    assert trainer.value == RESNET.hp[method]
+    assert trainer.value == RESNET.values(method)[0]
     assert trainer.aug is augment.get(method)
     assert math.isfinite(loss) and 0 <= trainer.test_error() <= 1
     for x, t in trainer._batches():
@@ -579,7 +582,7 @@ def test_resnet_hyperparameter_zero_is_erm_bitwise(method: str, per_batch: bool)
     ours, theirs = trainer.model.state_dict(), reference.model.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     # ... and not vacuously: the method's own value does change the weights.
-    if RESNET.hp[method] > 0:
+    if RESNET.values(method)[0] > 0:
         moved, _ = _one_epoch(data, method, per_batch=per_batch)
         assert not all(torch.equal(moved.model.state_dict()[k], theirs[k]) for k in theirs
                        if theirs[k].is_floating_point())

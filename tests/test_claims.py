@@ -69,7 +69,7 @@ def test_class_channels_label_augmentation_overfits_the_channels(tmp_path: Path)
 
     torch.set_num_threads(1)
     raw = fetch("fmnist", str(FMNIST), False, tmp_path / "fmnist.npz")
-    resnet = replace(CONFIG.resnet, model="mlp", mlp_hidden=(256,), device="cpu",
+    resnet = replace(CONFIG.resnet, models=("mlp",), mlp_hidden=(256,), device="cpu",
                      precision="fp32", compile=False)
     final: dict[str, list[float]] = {m: [] for m in ("weight_decay",
                                                      *PAPER_LABEL_AUGMENTATIONS)}
@@ -77,8 +77,8 @@ def test_class_channels_label_augmentation_overfits_the_channels(tmp_path: Path)
     for seed in (0, 1):
         data = class_channel_data(raw, "fmnist", seed, train_subset=10_000, test_subset=2_000)
         for method in final:
-            trainer = ResNetTrainer(data, ResNetRun("fmnist", method, seed), CONFIG.optim,
-                                    resnet)
+            trainer = ResNetTrainer(data, ResNetRun("fmnist", method, seed, model="mlp"),
+                                    CONFIG.optim, resnet)
             for _ in range(6):
                 trainer.train_epoch()
             final[method].append(trainer.test_error())

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from labaug import augment
+from labaug import augment, models
 from labaug.config import IMAGE_DATASETS
 from labaug.data.raw import SPECS
 from labaug.schema import ConfigError, config_errors, load_schema, validate_config
@@ -24,7 +24,10 @@ SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 METHODS = augment.names()
 FIRST = METHODS[0]
-CLASS_CHANNEL_METHODS = augment.for_experiment(METHODS, "class_channels")
+# The methods with a grid to sweep (ERM has no hyperparameter, so no grid and no ResNet value).
+SWEPT = [m for m in METHODS if augment.swept(m)]
+CLASS_CHANNEL_METHODS = [m for m in augment.for_experiment(METHODS, "class_channels")
+                         if augment.get(m).has_hp]
 
 
 def hp_range(method: str) -> str:
@@ -37,18 +40,20 @@ def hp_range(method: str) -> str:
 #  a fragment of the allowed values the message must state)
 PER_METHOD: list[tuple[str, dict[str, Any], str, str]] = [
     *[(f"negative_grid_low-{m}", {"grids": {m: {"low": -0.01}}}, f"grids.{m}.low", hp_range(m))
-      for m in METHODS],
+      for m in SWEPT],
     *[(f"negative_resnet_hp-{m}", {"resnet": {"hp": {m: -0.5}}}, f"resnet.hp.{m}", hp_range(m))
       for m in CLASS_CHANNEL_METHODS],
+    *[(f"negative_resnet_hp_in_a_list-{m}", {"resnet": {"hp": {m: [0.01, -0.5]}}},
+       f"resnet.hp.{m}[1]", hp_range(m)) for m in CLASS_CHANNEL_METHODS],
     *[(f"grid_high_at_maximum-{m}", {"grids": {m: {"high": augment.get(m).hp_maximum}}},
        f"grids.{m}.high", hp_range(m))
-      for m in METHODS if augment.get(m).hp_maximum is not None],
+      for m in SWEPT if augment.get(m).hp_maximum is not None],
     *[(f"resnet_hp_above_maximum-{m}",
        {"resnet": {"hp": {m: 1.5 * float(augment.get(m).hp_maximum or 0)}}},
        f"resnet.hp.{m}", hp_range(m))
       for m in CLASS_CHANNEL_METHODS if augment.get(m).hp_maximum is not None],
     *[(f"grid_size_one_drops_high-{m}", {"grids": {m: {"low": 0.0, "high": 0.05, "size": 1}}},
-       f"grids.{m}", "set low = high") for m in METHODS],
+       f"grids.{m}", "set low = high") for m in SWEPT],
 ]
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
     *PER_METHOD,
@@ -69,7 +74,15 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str, str]] = [
      "image.pairs.cifar100", "must not repeat an item"),
     ("pair_of_three", {"image": {"pairs": {"cifar10": [0, 1, 2]}}},
      "image.pairs.cifar10", "at most 2 items"),
-    ("unknown_model", {"resnet": {"model": "vit"}}, "resnet.model", "resnet18, mlp"),
+    ("unknown_model", {"resnet": {"models": ["resnet18", "vit"]}}, "resnet.models[1]",
+     "mlp, resnet18, resnet18_gn, resnet18_nn"),
+    ("old_single_model_key", {"resnet": {"model": "mlp"}}, "resnet.model",
+     "did you mean 'models'"),
+    ("no_model", {"resnet": {"models": []}}, "resnet.models", "at least 1 item"),
+    ("empty_resnet_hp_list", {"resnet": {"hp": {"mixup": []}}}, "resnet.hp.mixup",
+     "at least 1 item"),
+    ("erm_has_no_grid", {"grids": {"erm": {"low": 0.0, "high": 0.1, "size": 2}}},
+     "grids.erm", "unknown key"),
     ("zero_grid_size", {"grids": {FIRST: {"size": 0}}}, f"grids.{FIRST}.size", "[1, inf)"),
     ("non_numeric_learning_rate", {"optim": {"lr": "fast"}}, "optim.lr", "must be a number"),
     ("unknown_device", {"resnet": {"device": "tpu"}}, "resnet.device", "auto, cpu, cuda"),
@@ -163,14 +176,19 @@ def test_the_schema_lists_exactly_the_registered_methods() -> None:
     assert "enum" not in raw["$defs"]["method"]
     assert SCHEMA["$defs"]["method"]["enum"] == list(augment.names())
     grids = SCHEMA["properties"]["grids"]
-    assert list(grids["properties"]) == list(augment.names())
-    assert grids["required"] == list(augment.names())
+    assert list(grids["properties"]) == SWEPT
+    assert grids["required"] == SWEPT
     hp = SCHEMA["properties"]["resnet"]["properties"]["hp"]
     assert hp["required"] == CLASS_CHANNEL_METHODS
     assert list(hp["properties"]) == CLASS_CHANNEL_METHODS
-    # config.yaml runs every registered method and has a grid and ResNet value for each
+    # config.yaml runs every registered method with a hyperparameter (the paper's figures) and
+    # has a grid and ResNet value for each; ERM, the class-channel baseline, runs in the
+    # diagnosis presets.
     config = load_yaml(REPO / "config.yaml")
-    assert sorted(config["methods"]) == sorted(augment.names())
+    assert sorted(config["methods"]) == sorted(m for m in augment.names()
+                                               if augment.get(m).has_hp)
+    assert "erm" in load_yaml(REPO / "presets" / "diagnosis.yaml")["methods"]
+    assert SCHEMA["$defs"]["model"]["enum"] == list(models.names())
 
 
 def test_the_schema_lists_exactly_the_registered_datasets() -> None:
@@ -209,7 +227,7 @@ def test_every_dataset_needs_its_pair_and_source(dataset: str) -> None:
     assert config_errors(config, SCHEMA) == []
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", SWEPT)
 def test_every_method_needs_its_grid_and_resnet_value(method: str) -> None:
     config = merged_config()
     del config["grids"][method]
@@ -222,7 +240,7 @@ def test_every_method_needs_its_grid_and_resnet_value(method: str) -> None:
         assert f"resnet.hp.{method}: required key missing ({method})" in problems, problems
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", SWEPT)
 def test_grid_of_one_value_is_accepted_when_low_equals_high(method: str) -> None:
     value = 0.05
     config = _merge(merged_config(), {"grids": {method: {"low": value, "high": value,

@@ -238,20 +238,25 @@ def test_the_devices_line_of_a_dry_run_names_a_gpu_torch_cannot_use(
 
 def test_resnet18_runs_of_the_papers_size_on_the_cpu_are_announced() -> None:
     (warning,) = device_warnings(gpu_config(), "cpu", 40, gpus=[])
-    assert warning.startswith("labaug WARNING: 40 ResNet-18 run(s) of width 64 (100 epochs, "
-                              "all training images) will train on the CPU")
+    assert warning.startswith("labaug WARNING: 40 class-channel run(s), of resnet18 at width 64 "
+                              "(100 epochs, all training images) will train on the CPU")
     assert "presets/quick.yaml" in warning and "profiles/slurm" in warning
     (subset,) = device_warnings(gpu_config(width=32, epochs=5, train_subset=1000), "cpu", 2,
                                 gpus=[])
-    assert "2 ResNet-18 run(s) of width 32 (5 epochs, 1000 training images)" in subset
+    assert ("2 class-channel run(s), of resnet18 at width 32 (5 epochs, 1000 training images)"
+            in subset)
+    # Every ResNet of several models is named; the MLP has no width.
+    (several,) = device_warnings(gpu_config(models=["mlp", "resnet18_gn", "resnet18_nn"]),
+                                 "cpu", 12, gpus=[])
+    assert "of resnet18_gn, resnet18_nn at width 64" in several
     # CPU-scale models, a GPU, or the CPU chosen on purpose: nothing to say.
     assert device_warnings(gpu_config(width=16), "cpu", 40, gpus=[]) == []
-    assert device_warnings(gpu_config(model="mlp"), "cpu", 40, gpus=[]) == []
+    assert device_warnings(gpu_config(models=["mlp"]), "cpu", 40, gpus=[]) == []
     assert device_warnings(gpu_config(), "cuda", 40, gpus=[]) == []
     assert device_warnings(gpu_config(device="cpu"), "cpu", 40, gpus=[]) == []
     # Both at once: the unusable GPU first.
     both = device_warnings(gpu_config(), "cpu", 40, gpus=["Tesla T4"], cuda_build=None)
-    assert [w.split(":")[1].strip()[:10] for w in both] == ["resnet.dev", "40 ResNet-"]
+    assert [w.split(":")[1].strip()[:10] for w in both] == ["resnet.dev", "40 class-c"]
 
 
 # --- the CPU trainer: ERM by Mixup alpha = 0, one sync per epoch, checkpoint cadence -----------
@@ -353,12 +358,13 @@ def test_a_run_warns_before_paper_size_resnet_runs_train_on_the_cpu(tmp_path: Pa
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "labaug WARNING" not in proc.stdout + proc.stderr
     env = dict(os.environ, LABAUG_INJECT_NAN="cifar10:weight_decay:0:1")
-    proc = snakemake(tmp_path, "--cores", "1", "results/resnet/cifar10/weight_decay/seed0.nc",
+    proc = snakemake(tmp_path, "--cores", "1",
+                     "results/resnet/cifar10/resnet18/weight_decay/grid0/seed0.nc",
                      env=env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "NonFiniteLossError" in out, out[-3000:]
-    warning = ("labaug WARNING: 1 ResNet-18 run(s) of width 64 (2 epochs, 200 training images) "
-               "will train on the CPU")
+    warning = ("labaug WARNING: 1 class-channel run(s), of resnet18 at width 64 (2 epochs, 200 "
+               "training images) will train on the CPU")
     assert out.count(warning) == 1, out[-3000:]
     assert out.index(warning) < out.index("rule train_resnet:"), out[-3000:]
 
@@ -367,15 +373,16 @@ def test_a_run_warns_before_paper_size_resnet_runs_train_on_the_cpu(tmp_path: Pa
 def test_a_cuda_resnet_job_started_here_fails_at_once(tmp_path: Path) -> None:
     write_overrides(tmp_path, {"resnet": {"device": "cuda", "datasets": ["cifar10"]},
                                "image_datasets": ["cifar10"]})
-    target = "results/resnet/cifar10/weight_decay/seed0.nc"
+    run = "resnet/cifar10/resnet18/weight_decay/grid0/seed0"
+    target = f"results/{run}.nc"
     proc = snakemake(tmp_path, "--cores", "1", target, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
-    log = (tmp_path / "logs" / "resnet" / "cifar10" / "weight_decay" / "seed0.log").read_text()
+    log = (tmp_path / "logs" / f"{run}.log").read_text()
     for text in (log, out):
         assert "DeviceUnavailableError" in text or "rule train_resnet, job" in text, text[-3000:]
-        assert "rule train_resnet, job dataset=cifar10 method=weight_decay seed=0" in text, (
-            text[-3000:])
+        assert ("rule train_resnet, job dataset=cifar10 model=resnet18 method=weight_decay "
+                "seed=0") in text, text[-3000:]
         assert "resnet.device is cuda" in text, text[-3000:]
     assert "epoch 1/" not in log                      # nothing was trained
     assert not (tmp_path / target).exists()

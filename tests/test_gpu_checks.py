@@ -135,11 +135,19 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     text = gpu_checks.report([out])
     assert "| labaug trainer (fp32) |" in text and "| naive (DataLoader" in text
     for method in ("weight_decay", "label_smoothing", "mixup", "cutmix"):
-        assert f"| fmnist {method} seed0 | 2/2 |" in text
-        # lowest test error (its epoch), final test error, final train error
-        row = next(ln for ln in text.splitlines() if ln.startswith(f"| fmnist {method} seed0 |"))
-        assert re.search(r"\| \d\.\d{4} \([12]\) \| \d\.\d{4} \| \d\.\d{4} \|$", row), row
+        run = f"fmnist resnet18 {method} grid0 seed0"
+        assert f"| {run} | 2/2 |" in text
+        # the diagnosis's share of an epoch, lowest test error (its epoch), final test error,
+        # final train error
+        row = next(ln for ln in text.splitlines() if ln.startswith(f"| {run} |"))
+        assert re.search(r"\| \d+\.\d%( \| \d\.\d{4}){1} \([12]\) \| \d\.\d{4} \| \d\.\d{4} \|$",
+                         row), row
     assert "| 2 | " in text.split("Test error by epoch:")[1]
+    # The class-channel table of the aggregated result, one row per method.
+    table = text.split("Class channels, fmnist, from `results/resnet/fmnist.nc`:")[1]
+    assert all(f"| ResNet-18 | {label} |" in table for label in (
+        "Weight decay (lambda = 0.0005)", "Label smoothing (a = 0.1)", "Mixup (alpha = 1)",
+        "CutMix (alpha = 1)")), table
 
     # A second `run` while the first one's Snakemake still trains is refused, naming it.
     root = REPO / yaml.safe_load(toy_preset.read_text())["output_root"]
@@ -157,15 +165,24 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     partial = tmp_path / "partial"
     with tarfile.open(out / "full_runs.tar.gz") as tar:
         tar.extractall(partial, filter="data")
-    log = next(partial.glob("logs/resnet/fmnist/mixup/seed0.attempts.log"))
+    log = next(partial.glob("logs/resnet/fmnist/resnet18/mixup/grid0/seed0.attempts.log"))
     log.write_text("".join(ln for ln in log.read_text().splitlines(keepends=True)
                            if "epoch 2/2" not in ln))
     shutil.rmtree(partial / "logs" / "benchmarks")
+    # ... and without the aggregated file (the runs were not all done), the class-channel table
+    # comes from the per-run files that were.
+    (partial / "results" / "resnet" / "fmnist.nc").unlink()
+    (partial / "results" / "resnet" / "fmnist" / "resnet18" / "mixup" / "grid0"
+     / "seed0.nc").unlink()
     rows = "\n".join(gpu_checks.full_run_tables(partial, every=10))
-    assert "| fmnist mixup seed0 | 1/2 | unfinished |" in rows
-    mixup = next(ln for ln in rows.splitlines() if ln.startswith("| fmnist mixup seed0 |"))
+    assert "| fmnist resnet18 mixup grid0 seed0 | 1/2 | unfinished |" in rows
+    mixup = next(ln for ln in rows.splitlines()
+                 if ln.startswith("| fmnist resnet18 mixup grid0 seed0 |"))
     assert re.search(r"\| (\d\.\d{4}) \(1\) \| \1 \| \d\.\d{4} \|$", mixup), mixup
-    assert "| fmnist weight_decay seed0 | 2/2 | unfinished |" in rows
+    assert "| fmnist resnet18 weight_decay grid0 seed0 | 2/2 | unfinished |" in rows
+    assert "3 finished runs under `results/resnet/fmnist/` (not all runs finished" in rows
+    table = rows.split("not all runs finished")[1]
+    assert "Mixup" not in table and "| ResNet-18 | CutMix (alpha = 1) | 0." in table
 
 
 def test_a_failed_benchmark_stage_keeps_the_numbers_around_it(

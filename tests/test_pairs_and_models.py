@@ -12,7 +12,8 @@ from labaug.config import defaults
 from labaug.data.channels import class_channel_data
 from labaug.data.images import binary_task, make_binary, pair_names
 from labaug.data.raw import RawImages
-from labaug.models import ClassChannelMLP, build_model, describe_model
+from labaug.models import build_model, describe_model
+from labaug.models.mlp import ClassChannelMLP
 from labaug.pairs import difficulty_table, pair_difficulty
 from labaug.rng import torch_rng
 from labaug.train.resnet import ResNetRun, train_resnet
@@ -73,23 +74,23 @@ def test_pair_difficulty_ranks_near_classes_harder() -> None:
 def test_the_mlp_is_a_relu_mlp_over_the_flattened_input() -> None:
     model = build_model("mlp", (2, 4, 4), 3, 64, (16, 8), torch_rng(0, "init"))
     assert isinstance(model, ClassChannelMLP)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 16), (16, 8), (8, 3)]
     assert model(torch.zeros(5, 2, 4, 4)).shape == (5, 3)
     again = build_model("mlp", (2, 4, 4), 3, 64, (16, 8), torch_rng(0, "init"))
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                  again.state_dict().values(), strict=True))
     assert describe_model("mlp", 64, (16, 8)) == "ReLU MLP, hidden 16-8"
-    with pytest.raises(ValueError, match="resnet.model"):
+    with pytest.raises(ValueError, match="resnet.models"):
         build_model("vit", (2, 4, 4), 3, 64, (16,), torch_rng(0, "init"))
 
 
 def test_the_mlp_trains_through_the_same_trainer() -> None:
     torch.set_num_threads(1)
     data = class_channel_data(separable_by_class(), "gen", 0)
-    resnet = replace(CONFIG.resnet, model="mlp", mlp_hidden=(32,), device="cpu",
+    resnet = replace(CONFIG.resnet, models=("mlp",), mlp_hidden=(32,), device="cpu",
                      precision="fp32", compile=False)
-    history = train_resnet(data, ResNetRun("gen", "weight_decay", 0),
+    history = train_resnet(data, ResNetRun("gen", "weight_decay", 0, model="mlp"),
                            replace(CONFIG.optim, epochs=5, batch_size=100, lr=1e-2), resnet)
     assert history.train_loss[-1] < history.train_loss[0]
     assert np.all(np.isfinite(history.test_error))

@@ -19,7 +19,7 @@ from labaug.config import Method, defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
 from labaug.data.raw import RawImages
 from labaug.losses import one_hot, soft_cross_entropy
-from labaug.models import CifarResNet18, resnet18
+from labaug.models.resnet18 import CifarResNet18, resnet18
 from labaug.rng import torch_rng
 from labaug.train.resnet import (
     NonFiniteLossError,
@@ -163,7 +163,7 @@ def test_batches_cover_the_training_set_with_the_right_class_channels(
         sorted(torch.as_tensor(data.x_train)[:, 0].sum(dim=(1, 2)).tolist()), rel=1e-5)
     torch.testing.assert_close(xs[:, 1:], v[ys], rtol=0, atol=0)
     t = torch.cat([t for _, t in batches])
-    a = TINY.hp[method]
+    a = TINY.values(method)[0]
     top = 1.0 - a + a / 3 if method == "label_smoothing" else 1.0
     torch.testing.assert_close(t.max(dim=1).values, torch.full((240,), top))
 
@@ -241,8 +241,12 @@ def test_each_epoch_line_says_how_long_the_rest_will_take(
         train_resnet(data, ResNetRun("gen", "weight_decay", 0), OPTIM, TINY)
     lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
     assert len(lines) == 3
-    assert all(re.search(r"train img/s; about \d+ s left\)$", line) for line in lines[:2]), lines
-    assert lines[2].endswith("train img/s)"), lines[2]
+    # Each line gives the paper's test error, the diagnosis, and the seconds of each part.
+    assert all(re.search(r"test error [\d.]+, recalibrated [\d.]+, channel following [\d.]+, "
+                         r"feature variance ratio [\d.]+ \(", line) for line in lines), lines
+    assert all(re.search(r"train img/s; test [\d.]+ s, diagnosis [\d.]+ s; about \d+ s left\)$",
+                         line) for line in lines[:2]), lines
+    assert re.search(r"diagnosis [\d.]+ s\)$", lines[2]), lines[2]
 
 
 ON_CUDA = pytest.param("cuda", marks=[
@@ -393,7 +397,7 @@ def test_injected_nan_names_the_run_and_epoch(data: ClassChannelData, tmp_path: 
         injected_nan_epoch(run, {"LABAUG_INJECT_NAN": "gen:mixup"})
     ckpt = tmp_path / "n.pt"
     with pytest.raises(NonFiniteLossError,
-                       match=r"dataset=gen method=mixup seed=2 at epoch 2"):
+                       match=r"dataset=gen model=resnet18 method=mixup seed=2 at epoch 2"):
         train_resnet(data, run, OPTIM, TINY, nan_epoch=epoch, checkpoint=ckpt)
     # The failed epoch wrote no checkpoint: the last good one (epoch 1) is kept.
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
@@ -408,53 +412,77 @@ def test_checkpoint_path_mirrors_the_result_path() -> None:
 
 # -- jobs: per-run netCDF, aggregation, Fig. 4 and Fig. 5 --------------------------------------
 
-def test_jobs_write_the_result_contract_and_draw_figs_4_and_5(tmp_path: Path) -> None:
+def test_jobs_write_the_result_contract_and_draw_figs_4_5_and_8(tmp_path: Path) -> None:
     import xarray as xr
 
     from labaug import plots
     from labaug.data.raw import save_npz
     from labaug.jobs import aggregate_job, class_channel_example_job, resnet_job
-    from labaug.results import METHOD_DIM
+    from labaug.results import GRID_DIM, METHOD_DIM, MODEL_DIM, RESNET_VARIABLES
     from tests.conftest import merged_config
 
     raw_path = tmp_path / "data" / "raw" / "fmnist.npz"
     save_npz(separable_raw(n_train=120, n_test=60), raw_path)
     config = merged_config()
     config["seeds"] = [0, 1]
+    config["methods"] = ["erm", *config["methods"]]
     config["resnet"].update({"datasets": ["fmnist"], "width": 2, "epochs": 2, "batch_size": 60,
-                             "device": "cpu"})
+                             "device": "cpu", "models": ["resnet18", "mlp"],
+                             "mlp_hidden": [8], "diagnosis_subset": 40})
+    config["resnet"]["hp"]["weight_decay"] = [5e-4, 5e-2]
     methods = augment.for_experiment(config["methods"], "class_channels")
-    assert sorted(methods) == sorted(METHODS)   # config.yaml runs every class-channel method
+    assert sorted(methods) == sorted(METHODS)   # every class-channel method, ERM too
     paths = []
-    for method in methods:
-        for seed in (0, 1):
-            out = tmp_path / "results" / "resnet" / "fmnist" / method / f"seed{seed}.nc"
-            ckpt = checkpoint_path(out)
-            assert ckpt == tmp_path / "checkpoints" / "resnet" / "fmnist" / method / \
-                f"seed{seed}.pt"
-            resnet_job(config, "fmnist", method, seed, out, raw_path)
-            assert out.exists()
-            # Once done, the checkpoint shrinks to the final state: metrics, no weights.
-            assert "trainer" not in torch.load(ckpt, weights_only=True)
-            paths.append(out)
+    for model in config["resnet"]["models"]:
+        for method in methods:
+            for grid in range(2 if method == "weight_decay" else 1):
+                for seed in (0, 1):
+                    out = (tmp_path / "results" / "resnet" / "fmnist" / model / method
+                           / f"grid{grid}" / f"seed{seed}.nc")
+                    ckpt = checkpoint_path(out)
+                    assert ckpt == (tmp_path / "checkpoints" / "resnet" / "fmnist" / model
+                                    / method / f"grid{grid}" / f"seed{seed}.pt")
+                    resnet_job(config, "fmnist", method, seed, out, raw_path, model=model,
+                               grid=grid)
+                    # Once done, the checkpoint shrinks to the final state: metrics, no weights.
+                    assert "trainer" not in torch.load(ckpt, weights_only=True)
+                    paths.append(out)
     with xr.open_dataset(paths[0]) as one:
-        assert dict(one.sizes) == {METHOD_DIM: 1, "seed": 1, "epoch": 2}
+        assert dict(one.sizes) == {MODEL_DIM: 1, METHOD_DIM: 1, GRID_DIM: 1, "seed": 1,
+                                   "epoch": 2}
         assert one.attrs["seed"] == 0 and one.attrs["device"] == "cpu"
         assert one.attrs["precision"] == "fp32" and one.attrs["device_name"]
         assert one.attrs["device_setting"] == config["resnet"]["device"]
-        assert one.attrs["hp_value"] == config["resnet"]["hp"][methods[0]]
+        assert one.attrs["model_description"] == "ResNet-18, width 2"
+        assert one.attrs["n_diagnosis"] == 40 and one.attrs["num_classes"] == 3
+        assert float(one["hp_value"].squeeze()) == 0.0        # ERM has no hyperparameter
         assert "config_sha256" in one.attrs and "git_commit" in one.attrs
-        assert all("long_name" in one[v].attrs
-                   for v in ("test_error", "train_loss", "train_error"))
+        assert set(one.data_vars) == set(RESNET_VARIABLES)
+        assert all(one[v].attrs["long_name"] == RESNET_VARIABLES[v] for v in RESNET_VARIABLES)
     agg = tmp_path / "results" / "resnet" / "fmnist.nc"
     aggregate_job(config, paths, agg, "class_channels")
     with xr.open_dataset(agg) as ds:
-        assert ds["test_error"].dims == (METHOD_DIM, "seed", "epoch")
+        dims = (MODEL_DIM, METHOD_DIM, GRID_DIM, "seed", "epoch")
+        assert all(ds[v].dims == dims for v in RESNET_VARIABLES)
+        assert list(ds[MODEL_DIM].values) == ["resnet18", "mlp"]     # config order
         assert list(ds[METHOD_DIM].values) == methods
+        assert ds["hp_value"].dims == (METHOD_DIM, GRID_DIM)
+        wd = ds.sel(augmentation="weight_decay", model="mlp")
+        np.testing.assert_allclose(wd["hp_value"].values, [5e-4, 5e-2])
+        assert np.isnan(ds.sel(augmentation="mixup")["hp_value"].values[1])   # NaN-padded
+        assert ds.sel(augmentation="mixup", model="mlp")["test_error"].isel(
+            grid=1).isnull().all()
         assert list(ds["seed"].values) == [0, 1] and list(ds["epoch"].values) == [1, 2]
-        assert bool(((ds["test_error"] >= 0) & (ds["test_error"] <= 1)).all())
-    plots.fig4(out=tmp_path / "fig4.pdf", fmnist=agg)
-    assert (tmp_path / "fig4.pdf").read_bytes()[:5] == b"%PDF-"
+        measured = ds.isel(grid=0).sel(augmentation=methods)
+        for name in ("test_error", "channel_following", "feature_variance_ratio"):
+            values = measured[name].values
+            assert np.all((values >= 0) & (values <= 1)), name
+        # Recalibration exists for the BatchNorm model only.
+        assert measured["test_error_recalibrated"].sel(model="resnet18").notnull().all()
+        assert measured["test_error_recalibrated"].sel(model="mlp").isnull().all()
+    for figure in ("fig4", "fig8"):
+        getattr(plots, figure)(out=tmp_path / f"{figure}.pdf", fmnist=agg)
+        assert (tmp_path / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-"
 
     example = tmp_path / "results" / "resnet" / "fmnist_example.nc"
     class_channel_example_job(config, "fmnist", raw_path, example)

@@ -273,14 +273,14 @@ def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) ->
         out = tmp_path / f"theory_{variance}.nc"
         theory_job(config, variance, out)
         ds = read_netcdf(out)
-        assert dict(ds.sizes) == {METHOD_DIM: len(solved), "hp": n_hp, "feature": 2 * D}
+        assert dict(ds.sizes) == {METHOD_DIM: len(solved), "grid": n_hp, "feature": 2 * D}
         assert list(ds[METHOD_DIM].values) == solved
         assert ds.attrs["methods_without_population_loss"] == (", ".join(unsolved) or "none")
-        assert ds["hp_value"].dims == (METHOD_DIM, "hp")
+        assert ds["hp_value"].dims == (METHOD_DIM, "grid")
         for key in PROVENANCE_KEYS:
             assert key in ds.attrs, key
         for name in ("w_high_norm", "w_low_norm", "grad_norm"):
-            assert ds[name].dims == (METHOD_DIM, "hp")
+            assert ds[name].dims == (METHOD_DIM, "grid")
             assert ds[name].attrs["long_name"]
             assert np.isnan(ds[name].values[:, 0]).all()        # hp 0: no finite minimizer
             assert np.isfinite(ds[name].values[:, 1:]).all()
@@ -308,7 +308,7 @@ def test_theory_job_writes_the_result_contract_and_the_figure(tmp_path: Path) ->
         aggregate_job(config, seeds, result, "synthetic")
         assert list(read_netcdf(result)[METHOD_DIM].values) == synthetic
         cmp = compare(read_netcdf(result), ds)
-        assert cmp["trained_mean"].dims == (METHOD_DIM, "hp")
+        assert cmp["trained_mean"].dims == (METHOD_DIM, "grid")
         assert list(cmp[METHOD_DIM].values) == solved
         np.testing.assert_allclose(cmp.sel(augmentation="weight_decay")["exact"].values[1:],
                                    wd["w_high_norm"].values[1:])

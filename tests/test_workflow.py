@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from labaug.augment import for_experiment
-from labaug.results import METHOD_DIM
+from labaug.results import METHOD_DIM, MODEL_DIM, RESNET_VARIABLES
 from tests.cluster.smoke import snakemake, write_overrides
 from tests.conftest import merged_config
 
@@ -27,7 +27,7 @@ def methods(experiment: str) -> list[str]:
 
 
 def test_every_figure_is_built(smoke_run: Path) -> None:
-    for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "theory"):
+    for name in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "theory"):
         pdf = smoke_run / "figures" / f"{name}.pdf"
         assert pdf.read_bytes()[:5] == b"%PDF-", name
 
@@ -37,17 +37,18 @@ def test_synthetic_results_follow_the_contract(smoke_run: Path, variance: str) -
     with xr.open_dataset(smoke_run / "results" / "linear" / f"synthetic_{variance}.nc") as ds:
         expected = methods("synthetic")
         assert list(ds[METHOD_DIM].values) == expected
-        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "hp": 3, "seed": 2, "feature": 10}
-        assert ds["hp_value"].dims == (METHOD_DIM, "hp")
+        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "grid": 3, "seed": 2,
+                                  "feature": 10}
+        assert ds["hp_value"].dims == (METHOD_DIM, "grid")
         for name in expected:
             grid = SMOKE["grids"][name]
             np.testing.assert_allclose(ds.sel(augmentation=name)["hp_value"].values,
                                        np.linspace(grid["low"], grid["high"], grid["size"]))
         for name in ("w_high_norm", "test_error", "train_loss"):
-            assert ds[name].dims == (METHOD_DIM, "hp", "seed")
+            assert ds[name].dims == (METHOD_DIM, "grid", "seed")
             assert ds[name].attrs["long_name"]
             assert np.all(np.isfinite(ds[name].values))
-        assert ds["weight"].dims == (METHOD_DIM, "hp", "seed", "feature")
+        assert ds["weight"].dims == (METHOD_DIM, "grid", "seed", "feature")
         # w_high_norm is the norm of the last d weights.
         np.testing.assert_allclose(
             ds["w_high_norm"].values,
@@ -66,10 +67,10 @@ def test_image_results_follow_the_contract(smoke_run: Path, dataset: str) -> Non
     with xr.open_dataset(smoke_run / "results" / "linear" / f"{dataset}_zero.nc") as ds:
         expected = methods("binary_images")
         assert list(ds[METHOD_DIM].values) == expected
-        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "hp": 3, "seed": 2,
+        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "grid": 3, "seed": 2,
                                   "feature": 3 * 32 * 32}
         for name in ("pixel_ratio", "test_error", "train_loss"):
-            assert ds[name].dims == (METHOD_DIM, "hp", "seed")
+            assert ds[name].dims == (METHOD_DIM, "grid", "seed")
             assert np.all(np.isfinite(ds[name].values))
         for key in PROVENANCE:
             assert key in ds.attrs, key
@@ -79,9 +80,12 @@ def test_resnet_results_follow_the_contract(smoke_run: Path) -> None:
     with xr.open_dataset(smoke_run / "results" / "resnet" / "cifar10.nc") as ds:
         expected = methods("class_channels")
         assert list(ds[METHOD_DIM].values) == expected
-        assert dict(ds.sizes) == {METHOD_DIM: len(expected), "seed": 2, "epoch": 2}
-        for name in ("test_error", "train_loss", "train_error"):
-            assert ds[name].dims == (METHOD_DIM, "seed", "epoch")
+        assert list(ds[MODEL_DIM].values) == SMOKE["resnet"]["models"]
+        assert dict(ds.sizes) == {MODEL_DIM: 1, METHOD_DIM: len(expected), "grid": 1, "seed": 2,
+                                  "epoch": 2}
+        assert ds["hp_value"].dims == (METHOD_DIM, "grid")
+        for name in RESNET_VARIABLES:
+            assert ds[name].dims == (MODEL_DIM, METHOD_DIM, "grid", "seed", "epoch")
             assert ds[name].attrs["long_name"]
         for key in PROVENANCE:
             assert key in ds.attrs, key

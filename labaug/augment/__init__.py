@@ -26,7 +26,7 @@ from labaug.augment.base import (
 
 __all__ = ["EXPERIMENTS", "Augmentation", "Draws", "Experiment", "along", "as_dtype",
            "draw_partners", "epoch_partners", "for_experiment", "get", "hp_key", "names",
-           "partner_permutation", "register", "registry", "title"]
+           "partner_permutation", "register", "registry", "run_label", "swept", "title"]
 
 _REGISTRY: dict[str, Augmentation] = {}
 
@@ -51,6 +51,9 @@ def register(cls: A) -> A:
     if unknown:
         raise ValueError(f"label augmentation {name!r}: unknown experiments {sorted(unknown)}; "
                          f"choose from {', '.join(EXPERIMENTS)}")
+    if not cls.has_hp and set(cls.experiments) != {"class_channels"}:
+        raise ValueError(f"label augmentation {name!r} has no hyperparameter, so it has no grid "
+                         "to sweep: it can run only on class_channels")
     _REGISTRY[name] = cls()
     return cls
 
@@ -84,6 +87,24 @@ def get(name: str) -> Augmentation:
 def title(name: str) -> str:
     """A method's title for figures and tables; its name if it is not registered here."""
     return _REGISTRY[name].title if name in _REGISTRY else name
+
+
+def run_label(name: str, value: float | None = None, math: bool = False) -> str:
+    """A method with its value, for tables and legends: ``Weight decay (lambda = 0.0005)``, or
+    with ``math`` a matplotlib mathtext symbol; the title alone for a method without a
+    hyperparameter (ERM) or without a value."""
+    method = _REGISTRY.get(name)
+    if method is None or not method.has_hp or value is None or value != value:
+        return title(name)
+    symbol = f"${method.hp_symbol}$" if math else method.hp_symbol.lstrip(chr(92))
+    return f"{method.title} ({symbol} = {value:g})"
+
+
+def swept(name: str) -> bool:
+    """Whether ``name`` has a grid to sweep (``grids.<name>``): it has a hyperparameter and a
+    linear experiment (synthetic or binary images)."""
+    method = get(name)
+    return method.has_hp and bool(set(method.experiments) - {"class_channels"})
 
 
 def for_experiment(methods: tuple[str, ...] | list[str], experiment: Experiment) -> list[str]:

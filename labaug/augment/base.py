@@ -104,6 +104,9 @@ class Augmentation:
     """True when it must see inputs: it cannot be applied to a linear model's logits."""
     needs_partner: ClassVar[bool] = False
     """True when it pairs each example with a partner from the batch."""
+    has_hp: ClassVar[bool] = True
+    """False for a method with no hyperparameter (ERM): no grid, no ``resnet.hp`` entry; its one
+    run has the hyperparameter value 0."""
     hp_maximum: ClassVar[float | None] = None
     """Exclusive upper bound of the hyperparameter (its lower bound is 0), or None."""
     needs_spatial: ClassVar[bool] = False

@@ -1,4 +1,5 @@
-"""The ResNet-18 trainer of Sec. 4.3: class channels built on the device, resumable every epoch.
+"""The class-channel trainer of Sec. 4.3: any registered model (`labaug.models`; ResNet-18 is
+the paper's), class channels built on the device, a diagnosis every epoch, resumable.
 
 The whole (standardized) dataset lives on the training device as one tensor; a batch is taken by
 index and its class channels are concatenated there (`labaug.data.channels`). Every method is a
@@ -6,14 +7,19 @@ index and its class channels are concatenated there (`labaug.data.channels`). Ev
 and every method trains with one soft-target cross-entropy; a method's weight decay (only weight
 decay's is nonzero) is Adam's coupled L2 term.
 
-On CUDA the model runs channels_last (the resident training tensor is stored channels_last once,
-so batches taken from it need no conversion) under autocast with fp32 weights: bf16 where the GPU
-computes in it natively, else fp16 with loss scaling (`torch.amp.GradScaler`), or fp32 when asked
-(``resnet.precision``; `labaug.devices.resolve_precision`); cuDNN autotuning is on and Adam is
-fused. An epoch syncs with the host once, for its metrics. ``resnet.compile`` compiles the model
-for the full training batches only (``dynamic=False``: one graph; a partial last batch and the
-evaluation run eagerly), so nothing recompiles from epoch to epoch. On the CPU the model runs in
-fp32 and is bitwise reproducible.
+After each epoch the run measures the paper's test error (zero class channels, eval mode) and the
+diagnosis of `labaug.train.evaluation` (recalibrated test error, channel following, feature-
+variance ratio) on fixed subsets; the diagnosis never changes the run's state.
+
+On CUDA the model runs channels_last unless the model says it has no use for it (the resident
+training tensor is stored channels_last once, so batches taken from it need no conversion) under
+autocast with fp32 weights: bf16 where the GPU computes in it natively, else fp16 with loss scaling
+(`torch.amp.GradScaler`), or fp32 when asked (``resnet.precision``;
+`labaug.devices.resolve_precision`); cuDNN autotuning is on and Adam is fused. An epoch syncs with
+the host once, for its metrics. ``resnet.compile`` compiles the model for the full training batches
+only (``dynamic=False``: one graph; a partial last batch and the evaluation run eagerly), so
+nothing recompiles from epoch to epoch. On the CPU the model runs in fp32 and is bitwise
+reproducible.
 
 A checkpoint (model, optimizer, loss scaler, every random generator, metrics so far) is written
 atomically every ``resnet.checkpoint_minutes`` minutes (0 = every epoch) and always after the last
@@ -30,8 +36,8 @@ a finished run rebuilds its result from it in seconds.
 
 Failure injection (for testing failure handling): the environment variable ``LABAUG_INJECT_NAN``
 holds comma-separated ``dataset:method:seed:epoch`` entries, parsed strictly (a malformed entry is
-an error naming the variable); the matching run turns its loss into NaN at the first step of that
-(1-based) epoch and so fails with `NonFiniteLossError`.
+an error naming the variable); the matching runs (every model and value of that method) turn their
+loss into NaN at the first step of that (1-based) epoch and so fail with `NonFiniteLossError`.
 """
 
 from __future__ import annotations
@@ -48,16 +54,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from labaug import augment
+from labaug import augment, models
 from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
 from labaug.devices import Precision, resolve_device, resolve_precision
 from labaug.errors import CheckpointInUseError, quarantine
 from labaug.io import atomic_path, try_lock
 from labaug.losses import one_hot, soft_cross_entropy
+from labaug.models import ClassChannelNet
 from labaug.rng import torch_rng
+from labaug.train.evaluation import (
+    channel_following,
+    error_count,
+    feature_variance_ratio,
+    has_running_stats,
+    recalibrated,
+    shifted_classes,
+)
 from labaug.train.linear import EpochDraws, step_slice
 
 log = logging.getLogger(__name__)
@@ -72,25 +87,48 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass(frozen=True)
 class ResNetRun:
-    """One training job: a dataset, a label-augmentation method and a seed."""
+    """One training job: a dataset, a model, a label-augmentation method at one of its values
+    (``grid``: the index into ``resnet.hp.<method>``) and a seed."""
 
     dataset: str
     method: Method
     seed: int
+    model: str = "resnet18"
+    grid: int = 0
 
     def __str__(self) -> str:
-        """dataset=..., method=..., seed=..., as used in logs and errors."""
-        return f"dataset={self.dataset} method={self.method} seed={self.seed}"
+        """dataset=... model=... method=... [grid=...] seed=..., as used in logs and errors."""
+        grid = f" grid={self.grid}" if self.grid else ""
+        return (f"dataset={self.dataset} model={self.model} method={self.method}{grid} "
+                f"seed={self.seed}")
+
+
+METRICS = ("train_loss", "train_error", "test_error", "test_error_recalibrated",
+           "channel_following", "feature_variance_ratio")
+"""What a run measures after each epoch (`labaug.results.RESNET_VARIABLES` says what each is)."""
 
 
 @dataclass(frozen=True)
 class ResNetHistory:
-    """Per-epoch metrics of one run; epoch is 1-based."""
+    """Per-epoch metrics of one run (`METRICS`); epoch is 1-based."""
 
     epoch: np.ndarray
-    test_error: np.ndarray
-    train_loss: np.ndarray
-    train_error: np.ndarray
+    metrics: Mapping[str, np.ndarray]
+
+    @property
+    def test_error(self) -> np.ndarray:
+        """The paper's test error (zero class channels, eval mode) per epoch."""
+        return self.metrics["test_error"]
+
+    @property
+    def train_loss(self) -> np.ndarray:
+        """The mean training loss per epoch."""
+        return self.metrics["train_loss"]
+
+    @property
+    def train_error(self) -> np.ndarray:
+        """The training error per epoch."""
+        return self.metrics["train_error"]
 
 
 def checkpoint_path(output: str | os.PathLike[str], results_root: str = "results",
@@ -281,7 +319,8 @@ class ResNetTrainer:
         self.run, self.optim, self.resnet = run, optim, resnet
         self.mix_per_batch = mix_per_batch
         self.aug = augment.get(run.method)
-        self.value = float(resnet.hp[run.method])
+        self.value = resnet.value(run.method, run.grid)
+        self.spec = models.get(run.model)
         self.device = torch.device(resolve_device(device) if device == "auto" else device)
         dev = self.device
         cuda = dev.type == "cuda"
@@ -289,7 +328,7 @@ class ResNetTrainer:
         # CPU (bitwise reproducible). Mixed precision on the CPU lets tests exercise that path.
         self.precision: Precision = resolve_precision(
             resnet.precision if precision is None else precision, dev.type)
-        self.channels_last = cuda or self.precision != "fp32"
+        self.channels_last = self.spec.channels_last and (cuda or self.precision != "fp32")
         self.compiled = resnet.compile if compile_model is None else compile_model
         if cuda:
             torch.backends.cudnn.benchmark = True   # fixed shapes: autotune the convolutions
@@ -305,13 +344,13 @@ class ResNetTrainer:
         self.vectors = torch.as_tensor(data.class_vectors, dtype=torch.float32,
                                        device=dev).contiguous(memory_format=fmt)
         self.n_train = len(data.y_train)
+        # The fixed inputs of the per-epoch diagnosis: the first diagnosis_subset images.
+        self.n_diagnosis = min(resnet.diagnosis_subset, self.n_train, len(data.y_test))
 
         # The same initial model and data order for every method of a seed (paired comparison).
         shape = data.x_train.shape
-        from labaug.models import build_model  # torchvision: imported only to train
-
-        self.model: nn.Module = build_model(
-            resnet.model, (data.in_channels, int(shape[2]), int(shape[3])), self.num_classes,
+        self.model: ClassChannelNet = self.spec.build(
+            (data.in_channels, int(shape[2]), int(shape[3])), self.num_classes,
             resnet.width, resnet.mlp_hidden, torch_rng(run.seed, "resnet", "init"), dev)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -408,6 +447,26 @@ class ResNetTrainer:
         total_loss, total_err = torch.stack([loss_sum, err_sum.to(torch.float64)]).tolist()
         return total_loss / seen, total_err / seen
 
+    def _inputs(self, images: Tensor, channels: Tensor | None) -> Tensor:
+        """Model inputs: ``images`` with the class vectors of ``channels`` (labels), or with
+        zero channels (None), in the model's memory format."""
+        x = (with_zero_channels(images) if channels is None
+             else with_class_channels(images, channels, self.vectors))
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _chunks(self, images: Tensor, labels: Tensor, channels: Tensor | None,
+                size: int = EVAL_BATCH) -> Iterator[tuple[Tensor, Tensor]]:
+        """(inputs, labels) in chunks of ``size``; channels as in `_inputs`."""
+        for start in range(0, len(labels), size):
+            part = slice(start, start + size)
+            yield (self._inputs(images[part], None if channels is None else channels[part]),
+                   labels[part])
+
+    def _forward(self, model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """``model(x)`` under the run's autocast."""
+        with _autocast(self.device, self.precision):
+            return model(x)
+
     @torch.no_grad()
     def test_error(self, class_channels: bool = False) -> float:
         """Error on the test set, whose inputs carry all-zero class channels (run eagerly).
@@ -417,17 +476,42 @@ class ResNetTrainer:
         on the channels.
         """
         self.model.eval()
-        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
-        for start in range(0, len(self.y_test), EVAL_BATCH):
-            images = self.x_test[start:start + EVAL_BATCH]
-            x = (with_class_channels(images, self.y_test[start:start + EVAL_BATCH], self.vectors)
-                 if class_channels else with_zero_channels(images))
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.device, self.precision):
-                logits = self.model(x)
-            wrong += (logits.argmax(dim=1) != self.y_test[start:start + EVAL_BATCH]).sum()
+        batches = self._chunks(self.x_test, self.y_test,
+                               self.y_test if class_channels else None)
+        wrong = error_count(lambda x: self._forward(self.model, x), batches)
         return int(wrong.item()) / len(self.y_test)
+
+    @torch.no_grad()
+    def diagnose(self) -> dict[str, float]:
+        """The per-epoch diagnosis (`labaug.train.evaluation`) on the first `n_diagnosis` images:
+        the zero-channel test error with BatchNorm statistics re-estimated on zero-channel
+        training inputs (NaN without running statistics), channel following on test images
+        given the channel of class (y + 1) mod K, and the feature-variance ratio of training
+        inputs with their own channels. The trained model and its state are untouched."""
+        self.model.eval()
+        n = self.n_diagnosis
+        x_train, y_train = self.x_train[:n], self.y_train[:n]
+        shifted = shifted_classes(self.y_test[:n], self.num_classes)
+        predicted = torch.cat([self._forward(self.model, x).argmax(dim=1) for x, _ in
+                               self._chunks(self.x_test[:n], shifted, shifted)])
+        features = torch.cat([self._forward(self.model.features, x).float() for x, _ in
+                              self._chunks(x_train, y_train, y_train)]) if n else None
+        out = {
+            "channel_following": channel_following(predicted, shifted),
+            "feature_variance_ratio": (float("nan") if features is None else
+                                       feature_variance_ratio(features, y_train,
+                                                              self.num_classes)),
+            "test_error_recalibrated": float("nan"),
+        }
+        if has_running_stats(self.model) and n:
+            batch = self.optim.batch_size
+            twin = recalibrated(self.model, (x for x, _ in self._chunks(x_train, y_train, None,
+                                                                         batch)),
+                                forward=self._forward)
+            wrong = error_count(lambda x: self._forward(twin, x),
+                                self._chunks(self.x_test, self.y_test, None))
+            out["test_error_recalibrated"] = int(wrong.item()) / len(self.y_test)
+        return out
 
 
 def duration(seconds: float) -> str:
@@ -444,13 +528,15 @@ def duration(seconds: float) -> str:
 
 def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, Any]:
     """What a checkpoint must match to be resumed (everything but the epoch count)."""
+    unused = {"width", "mlp_hidden"} - set(trainer.spec.settings)
     return {
         "run": asdict(trainer.run), "optim": {**asdict(trainer.optim), "epochs": None},
         # Not the device, precision or compilation: a run may resume elsewhere (a CUDA
         # checkpoint on the CPU, or after a change of precision) and carries on from its state.
         "resnet": {k: v for k, v in asdict(trainer.resnet).items()
                    if k not in ("datasets", "epochs", "batch_size", "hp", "device", "precision",
-                                "compile", "runs_per_gpu", "checkpoint_minutes")},
+                                "compile", "runs_per_gpu", "checkpoint_minutes", *unused)},
+        "metrics": list(METRICS),
         "hp_value": trainer.value, "mix_per_batch": trainer.mix_per_batch,
         "n_train": len(data.y_train), "n_test": len(data.y_test), "sigma": data.sigma,
         "shape": list(data.x_train.shape[1:]),
@@ -478,7 +564,7 @@ def train_resnet(
     if trainer_out is not None:
         trainer_out.append(trainer)
     fingerprint = _fingerprint(trainer, data)
-    metrics: dict[str, list[float]] = {"test_error": [], "train_loss": [], "train_error": []}
+    metrics: dict[str, list[float]] = {name: [] for name in METRICS}
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     # On the CPU: generator states must stay CPU tensors; load_state_dict moves the rest.
@@ -513,10 +599,14 @@ def train_resnet(
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({train_loss}) in ResNet run {run} at epoch {epoch}")
+        toc = time.perf_counter()
         test_error = trainer.test_error()
-        metrics["test_error"].append(test_error)
-        metrics["train_loss"].append(train_loss)
-        metrics["train_error"].append(train_error)
+        evaluated = time.perf_counter()
+        measured = {"train_loss": train_loss, "train_error": train_error,
+                    "test_error": test_error, **trainer.diagnose()}
+        diagnosed = time.perf_counter()
+        for name in METRICS:
+            metrics[name].append(measured[name])
         due = epoch == n_epochs or every <= 0 or time.monotonic() - last_save >= every
         if ckpt is not None and due:
             payload = {"fingerprint": fingerprint, "epoch": epoch, "metrics": metrics,
@@ -528,17 +618,21 @@ def train_resnet(
         seconds = time.perf_counter() - tic
         # Time left at the pace of this attempt's epochs so far.
         left = (time.perf_counter() - began) / (epoch - start) * (n_epochs - epoch)
-        log.info("%s epoch %d/%d: train loss %.4f, train error %.4f, test error %.4f "
-                 "(%.1f s, %.0f train img/s%s%s)", run, epoch, n_epochs, train_loss, train_error,
-                 test_error, seconds, trainer.n_train / max(train_seconds, 1e-9),
+        # The seconds of the paper's test evaluation and of the diagnosis, apart: the diagnosis
+        # costs at most about 15% of an epoch (README "The class-channel diagnosis").
+        log.info("%s epoch %d/%d: train loss %.4f, train error %.4f, test error %.4f, "
+                 "recalibrated %.4f, channel following %.4f, feature variance ratio %.4f "
+                 "(%.1f s, %.0f train img/s; test %.2f s, diagnosis %.2f s%s%s)", run, epoch,
+                 n_epochs, train_loss, train_error, test_error,
+                 measured["test_error_recalibrated"], measured["channel_following"],
+                 measured["feature_variance_ratio"], seconds,
+                 trainer.n_train / max(train_seconds, 1e-9), evaluated - toc,
+                 diagnosed - evaluated,
                  ", checkpoint written" if ckpt is not None and due else "",
                  f"; about {duration(left)} left" if epoch < n_epochs else "")
         if on_epoch is not None:
             on_epoch(epoch)
 
-    return ResNetHistory(
-        epoch=np.arange(1, n_epochs + 1),
-        test_error=np.asarray(metrics["test_error"], dtype=np.float64),
-        train_loss=np.asarray(metrics["train_loss"], dtype=np.float64),
-        train_error=np.asarray(metrics["train_error"], dtype=np.float64),
-    )
+    return ResNetHistory(epoch=np.arange(1, n_epochs + 1),
+                         metrics={name: np.asarray(metrics[name], dtype=np.float64)
+                                  for name in METRICS})

@@ -1,5 +1,5 @@
 # Input functions and shared settings for every rule file.
-from labaug import augment
+from labaug import augment, models
 from labaug.captions import ProvenanceCaption
 from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
 from labaug.devices import (
@@ -11,6 +11,8 @@ from labaug.devices import (
 from labaug import slices
 from labaug.train.resnet import check_inject_nan
 from labaug.errors import quarantined
+from labaug.schema import ConfigError
+from pathlib import Path
 
 
 wildcard_constraints:
@@ -18,6 +20,8 @@ wildcard_constraints:
     dataset="|".join(IMAGE_DATASETS),
     variance="|".join(VARIANCES),
     method="|".join(augment.names()),
+    model="|".join(models.names()),
+    grid=r"\d+",
     seed=r"\d+",
     pair=r"\d+-\d+",
 
@@ -83,7 +87,9 @@ LINEAR_SEED_OUTPUTS = expand(
     seed=config["seeds"],
 )
 TASK_FILE = rooted("data/tasks/{dataset}_pair{pair}_{variance}.npz")
-RESNET_RESULT = rooted("results/resnet/{dataset}/{method}/seed{seed}.nc")
+# One class-channel run: a model, a method at its grid-th value of resnet.hp.<method>, a seed.
+RESNET_RUN = "resnet/{dataset}/{model}/{method}/grid{grid}/seed{seed}"
+RESNET_RESULT = rooted(f"results/{RESNET_RUN}.nc")
 
 # LABAUG_INJECT_NAN (failure injection, labaug.train.resnet) is checked here, before any job: a
 # malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG.
@@ -148,13 +154,24 @@ def linear_seed_files(wildcards):
 
 
 def resnet_seed_files(wildcards):
-    """Every per-seed ResNet run of one dataset, in config order."""
-    return expand(
-        RESNET_RESULT,
-        dataset=wildcards.dataset,
-        method=methods_for("class_channels"),
-        seed=config["seeds"],
-    )
+    """Every per-seed class-channel run of one dataset: each model, method, value and seed, in
+    config order."""
+    return [
+        RESNET_RESULT.format(
+            dataset=wildcards.dataset, model=model, method=method, grid=grid, seed=seed
+        )
+        for model in config["resnet"]["models"]
+        for method in methods_for("class_channels")
+        for grid in range(len(slices.resnet_values(config, method)))
+        for seed in config["seeds"]
+    ]
+
+
+def seed_priority(wildcards):
+    """Train every run of the first seed before any of the second, and so on (Snakemake runs
+    higher priorities first): a run cut short by a deadline leaves whole seeds behind."""
+    seeds = [int(s) for s in config["seeds"]]
+    return len(seeds) - seeds.index(int(wildcards.seed))
 
 
 def raw_source_files(wildcards):
@@ -244,6 +261,17 @@ FIGURE_TABLE = {
             for dataset in config["resnet"]["datasets"]
         },
     ),
+    "fig8": dict(
+        claims=[],
+        experiment="class_channels",
+        draw="fig8",
+        category="ResNet-18",
+        needs=lambda: bool(config["resnet"]["datasets"]),
+        inputs=lambda wc: {
+            dataset: rooted(f"results/resnet/{dataset}.nc")
+            for dataset in config["resnet"]["datasets"]
+        },
+    ),
     "fig5": dict(
         claims=[],
         experiment="class_channels",
@@ -267,13 +295,31 @@ def image_results(variance):
     }
 
 
-def all_figures():
-    """Every figure that the configured experiments produce."""
-    return [
-        rooted(f"figures/{name}.pdf")
-        for name, row in FIGURE_TABLE.items()
-        if row["needs"]()
+def selected_figures():
+    """The figures `rule all` builds: config `figures`, or (null) every figure whose experiments
+    are configured; a name not in FIGURE_TABLE, or one whose experiment is not configured, stops
+    the DAG naming the key."""
+    chosen = config["figures"]
+    if chosen is None:
+        return [name for name, row in FIGURE_TABLE.items() if row["needs"]()]
+    problems = [
+        f"figures: {name!r} is not a figure; choose from {', '.join(FIGURE_TABLE)}"
+        for name in chosen
+        if name not in FIGURE_TABLE
     ]
+    problems += [
+        f"figures: {name} needs an experiment this config does not run"
+        for name in chosen
+        if name in FIGURE_TABLE and not FIGURE_TABLE[name]["needs"]()
+    ]
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return list(chosen)
+
+
+def all_figures():
+    """Every figure `rule all` builds (`selected_figures`), as paths."""
+    return [rooted(f"figures/{name}.pdf") for name in selected_figures()]
 
 
 def figure_inputs(wildcards):
@@ -282,15 +328,17 @@ def figure_inputs(wildcards):
 
 
 def summary_inputs(wildcards):
-    """Every aggregated result of the configured experiments, named for labaug.jobs.summary_job."""
+    """The aggregated results behind the figures `rule all` builds, named for
+    labaug.jobs.summary_job: linear_{data}_{variance}, theory_{variance}, resnet_{dataset}."""
     files = {}
-    for data in ["synthetic", *config["image_datasets"]]:
-        for variance in config["variances"]:
-            files[f"linear_{data}_{variance}"] = rooted(
-                f"results/linear/{data}_{variance}.nc"
-            )
-    for variance in config["variances"]:
-        files[f"theory_{variance}"] = rooted(f"results/theory/synthetic_{variance}.nc")
-    for dataset in config["resnet"]["datasets"]:
-        files[f"resnet_{dataset}"] = rooted(f"results/resnet/{dataset}.nc")
-    return files
+    for name in selected_figures():
+        for path in FIGURE_TABLE[name]["inputs"](wildcards).values():
+            family, stem = Path(path).parent.name, Path(path).stem
+            if family == "linear":
+                files[f"linear_{stem}"] = path
+            elif family == "theory":
+                files[f"theory_{stem.removeprefix('synthetic_')}"] = path
+            elif family == "resnet" and not stem.endswith("_example"):
+                files[f"resnet_{stem}"] = path
+    kinds = ("linear", "theory", "resnet")
+    return dict(sorted(files.items(), key=lambda kv: kinds.index(kv[0].split("_")[0])))

@@ -1,6 +1,6 @@
-# ResNet-18 with identifying class channels (Sec. 4.3, Fig. 4 and 5): one training job
-# per (dataset, method, seed), resumable from checkpoints/ after a kill; aggregation per
-# dataset; one example of the transform for Fig. 5 (the figures are in figures.smk).
+# Class-channel runs (Sec. 4.3, Figs. 4, 5 and 8): one training job per (dataset, model,
+# method, value, seed), resumable from checkpoints/ after a kill; aggregation per dataset; one
+# example of the transform for Fig. 5 (the figures are in figures.smk).
 
 
 localrules:
@@ -26,9 +26,10 @@ rule train_resnet:
     output:
         RESNET_RESULT,
     log:
-        rooted("logs/resnet/{dataset}/{method}/seed{seed}.log"),
+        rooted(f"logs/{RESNET_RUN}.log"),
     benchmark:
-        rooted("logs/benchmarks/resnet/{dataset}/{method}/seed{seed}.tsv")
+        rooted(f"logs/benchmarks/{RESNET_RUN}.tsv")
+    priority: seed_priority
     conda:
         "../../envs/labaug.yaml"
     threads: 1
@@ -41,7 +42,9 @@ rule train_resnet:
         device=RESNET_DEVICE,
         # The configuration this run depends on (labaug.slices; the rerun trigger). How it
         # runs (resnet.checkpoint_minutes, runs_per_gpu) is not part of it.
-        config=lambda wildcards: slices.resnet_slice(config, wildcards.method),
+        config=lambda wildcards: slices.resnet_slice(
+            config, wildcards.method, wildcards.model, int(wildcards.grid)
+        ),
     # The job resumes from checkpoints/resnet/... (labaug.train.resnet.checkpoint_path);
     # not an output, since Snakemake deletes the outputs of a failed job. A finished run keeps
     # its final state there, so a rerun rebuilds the result without training.

@@ -1,6 +1,7 @@
-# Thin adapter: one ResNet-18 run (dataset, method, seed) -> labaug.jobs.resnet_job. It reads its
-# config slice; checkpoint_minutes and the device setting change how it runs, not its numbers,
-# so they come from the config without being rerun triggers.
+# Thin adapter: one class-channel run (dataset, model, method, value, seed) ->
+# labaug.jobs.resnet_job. It reads its config slice; checkpoint_minutes and the device setting
+# change how it runs, not its numbers, so they come from the config without being rerun
+# triggers.
 from labaug.jobs import logged_job, resnet_job
 
 with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
@@ -9,6 +10,8 @@ with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
         dataset=snakemake.wildcards.dataset,
         method=snakemake.wildcards.method,
         seed=int(snakemake.wildcards.seed),
+        model=snakemake.wildcards.model,
+        grid=int(snakemake.wildcards.grid),
         out=snakemake.output[0],
         raw_path=snakemake.input.raw,
         threads=snakemake.threads,
