@@ -44,26 +44,25 @@ def error_count(forward: Forward, batches: Iterable[tuple[Tensor, Tensor]]) -> T
     return wrong if wrong is not None else torch.zeros((), dtype=torch.int64)
 
 
-def channel_following(predicted: Tensor, channel_class: Tensor) -> float:
-    """The share of images assigned to the class whose channel they carry."""
-    if predicted.numel() == 0:
-        return float("nan")
-    return float((predicted == channel_class).to(torch.float64).mean().item())
+def channel_following(predicted: Tensor, channel_class: Tensor) -> Tensor:
+    """The share of images assigned to the class whose channel they carry (a 0-d float64
+    tensor on their device: no host sync; NaN for no images)."""
+    return (predicted == channel_class).to(torch.float64).mean()
 
 
-def feature_variance_ratio(features: Tensor, labels: Tensor, num_classes: int) -> float:
+def feature_variance_ratio(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """tr(within-class covariance) / tr(total covariance) of ``features`` (N, D): 0 when the
-    features are a function of the class, near 1 when they do not depend on it (NaN for
-    constant features)."""
+    features are a function of the class, near 1 when they do not depend on it, NaN for
+    constant features (a 0-d float64 tensor on their device: no host sync)."""
     f = features.to(torch.float64).flatten(1)
     centred = f - f.mean(dim=0)
-    total = float((centred * centred).sum().item())
+    total = (centred * centred).sum()
     sums = torch.zeros(num_classes, f.shape[1], dtype=torch.float64, device=f.device)
     sums.index_add_(0, labels, f)
     counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).to(torch.float64)
     within = f - (sums / counts[:, None])[labels]
-    spread = float((within * within).sum().item())
-    return spread / total if total > 0 else float("nan")
+    spread = (within * within).sum()
+    return torch.where(total > 0, spread / total, torch.full_like(total, float("nan")))
 
 
 def has_running_stats(model: nn.Module) -> bool:
@@ -73,12 +72,18 @@ def has_running_stats(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def recalibrated(model: nn.Module, inputs: Iterable[Tensor],
-                 forward: Callable[[nn.Module, Tensor], Tensor] | None = None) -> nn.Module:
+                 forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+                 into: nn.Module | None = None) -> nn.Module:
     """A copy of ``model`` in evaluation mode whose BatchNorm running statistics are the plain
     average over ``inputs`` (batches run in training mode, momentum None); its weights, and
     ``model`` itself, are untouched. ``forward(net, x)`` runs a batch (default ``net(x)``;
-    the trainer passes its autocast)."""
-    twin = copy.deepcopy(model)
+    the trainer passes its autocast). ``into``: an earlier copy to overwrite (a copy of the same
+    architecture; saves allocating one every epoch)."""
+    if into is None:
+        twin = copy.deepcopy(model)
+    else:
+        twin = into
+        twin.load_state_dict(model.state_dict())
     for m in twin.modules():
         if isinstance(m, _BatchNorm) and m.track_running_stats:
             m.reset_running_stats()

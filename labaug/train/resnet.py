@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from labaug import augment, models
 from labaug.config import Method, OptimConfig, ResNetConfig
@@ -103,8 +103,9 @@ class ResNetRun:
                 f"seed={self.seed}")
 
 
-METRICS = ("train_loss", "train_error", "test_error", "test_error_recalibrated",
-           "channel_following", "feature_variance_ratio")
+DIAGNOSIS = ("test_error_recalibrated", "channel_following", "feature_variance_ratio")
+"""What `ResNetTrainer.diagnose` measures, beside the paper's test error."""
+METRICS = ("train_loss", "train_error", "test_error", *DIAGNOSIS)
 """What a run measures after each epoch (`labaug.results.RESNET_VARIABLES` says what each is)."""
 
 
@@ -346,6 +347,7 @@ class ResNetTrainer:
         self.n_train = len(data.y_train)
         # The fixed inputs of the per-epoch diagnosis: the first diagnosis_subset images.
         self.n_diagnosis = min(resnet.diagnosis_subset, self.n_train, len(data.y_test))
+        self._twin: nn.Module | None = None     # the recalibrated copy, reused every epoch
 
         # The same initial model and data order for every method of a seed (paired comparison).
         shape = data.x_train.shape
@@ -487,31 +489,32 @@ class ResNetTrainer:
         the zero-channel test error with BatchNorm statistics re-estimated on zero-channel
         training inputs (NaN without running statistics), channel following on test images
         given the channel of class (y + 1) mod K, and the feature-variance ratio of training
-        inputs with their own channels. The trained model and its state are untouched."""
+        inputs with their own channels. The trained model and its state are untouched; one host
+        sync for all three."""
         self.model.eval()
         n = self.n_diagnosis
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+        if n == 0:
+            return dict.fromkeys(DIAGNOSIS, float("nan"))
         x_train, y_train = self.x_train[:n], self.y_train[:n]
         shifted = shifted_classes(self.y_test[:n], self.num_classes)
         predicted = torch.cat([self._forward(self.model, x).argmax(dim=1) for x, _ in
                                self._chunks(self.x_test[:n], shifted, shifted)])
         features = torch.cat([self._forward(self.model.features, x).float() for x, _ in
-                              self._chunks(x_train, y_train, y_train)]) if n else None
-        out = {
-            "channel_following": channel_following(predicted, shifted),
-            "feature_variance_ratio": (float("nan") if features is None else
-                                       feature_variance_ratio(features, y_train,
-                                                              self.num_classes)),
-            "test_error_recalibrated": float("nan"),
-        }
-        if has_running_stats(self.model) and n:
-            batch = self.optim.batch_size
-            twin = recalibrated(self.model, (x for x, _ in self._chunks(x_train, y_train, None,
-                                                                         batch)),
-                                forward=self._forward)
+                              self._chunks(x_train, y_train, y_train)])
+        recalibrated_error = nan
+        if has_running_stats(self.model):
+            self._twin = recalibrated(
+                self.model, (x for x, _ in self._chunks(x_train, y_train, None,
+                                                        self.optim.batch_size)),
+                forward=self._forward, into=self._twin)
+            twin = self._twin
             wrong = error_count(lambda x: self._forward(twin, x),
                                 self._chunks(self.x_test, self.y_test, None))
-            out["test_error_recalibrated"] = int(wrong.item()) / len(self.y_test)
-        return out
+            recalibrated_error = wrong.to(torch.float64) / len(self.y_test)
+        values = torch.stack([recalibrated_error, channel_following(predicted, shifted),
+                              feature_variance_ratio(features, y_train, self.num_classes)])
+        return dict(zip(DIAGNOSIS, values.tolist(), strict=True))
 
 
 def duration(seconds: float) -> str:
