@@ -43,7 +43,7 @@ def caption_methods(config: Mapping[str, Any], experiment: augment.Experiment
             "hp_symbol": method.hp_symbol.lstrip("\\"), "summary": method.summary,
             "low": grid and grid["low"], "high": grid and grid["high"],
             "size": grid and grid["size"],
-            "resnet_values": ", ".join(f"{v:g}" for v in values),
+            "resnet_values": ", ".join(str(v) for v in values),
         })
     return out
 

@@ -27,7 +27,7 @@ from labaug.config import (
 from labaug.data import LinearData
 from labaug.data.synthetic import high_block, low_block, make_synthetic
 from labaug.devices import DEVICE_KEYS, device_name, job_gpu, require_device, resolve_device
-from labaug.errors import CorruptFileError, LabaugError, quarantine
+from labaug.errors import CorruptFileError, LabaugError, quarantine, resource_error
 from labaug.metrics import block_norm, pixel_ratio
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
 from labaug.train.linear import SweepResult, train_sweep
@@ -74,23 +74,26 @@ def logged_job(log_path: PathLike | None, rule: str,
     """Run a job's body with its log set up (`setup_logging`: the rule's log, and every attempt
     in `attempts_path`); any failure is written to the rule's log: the rule,
     the job's wildcards, the exception's type and message, the fix where the cause is known, and
-    the traceback. An unreadable input file is moved aside (``.corrupt``) so the next run
-    rebuilds it."""
+    the traceback. A lack of disk space, memory or permission is said as such in one line, with
+    the path, whatever library raised it (`labaug.errors.resource_error`). An unreadable input
+    file is moved aside (``.corrupt``) so the next run rebuilds it."""
     setup_logging(log_path)
     job = " ".join(f"{k}={v}" for k, v in (wildcards or {}).items()) or "(no wildcards)"
     log.info("==== rule %s, job %s: attempt started (pid %d) ====", rule, job, os.getpid())
     try:
         yield
     except BaseException as err:
-        log.error("rule %s, job %s failed: %s: %s", rule, job, type(err).__name__, err)
+        problem = resource_error(err) if isinstance(err, Exception) else None
+        shown = err if problem is None else problem
+        log.error("rule %s, job %s failed: %s: %s", rule, job, type(shown).__name__, shown)
         if isinstance(err, CorruptFileError):
             moved = quarantine(err.path)
             if moved is not None:
                 log.error("moved the unreadable %s to %s; run snakemake again and the rule that "
                           "writes %s rebuilds it (everything after it reruns)", err.path, moved,
                           err.path.name)
-        elif isinstance(err, LabaugError) and err.fix:
-            log.error("fix: %s", err.fix)
+        elif isinstance(shown, LabaugError) and shown.fix:
+            log.error("fix: %s", shown.fix)
         elif type(err).__name__ == "NonFiniteLossError":
             log.error("fix: %s", "if LABAUG_INJECT_NAN is set, this failure was injected "
                       "(unset it); else lower optim.lr, or check the run's data and settings")
@@ -134,17 +137,27 @@ def checked_device(device: str, family: str, rule: str, job: str) -> str:
 
 def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method: Method,
                seeds: Sequence[int], outs: Sequence[PathLike], task_path: PathLike | None = None,
-               threads: int = 1, rule: str = "linear_sweep") -> None:
+               threads: int = 1, rule: str = "linear_sweep",
+               caches: Sequence[PathLike] | None = None) -> None:
     """Train one method's whole grid for each seed and write one netCDF per seed (``outs``).
 
     ``config``: the job's slice (`labaug.slices.linear_slice`) or the whole config; image data
     come from the task file (`labaug.data.images.write_task`) that the ``binary_task`` rule
-    made. The log gives the start-up (interpreter and imports, reading data) beside training."""
+    made. Each seed's finished result is kept in its cache file (``caches``, one per seed; the
+    workflow passes {output_root}/checkpoints/linear/...; default `cache_path` of each output)
+    with its fingerprint (`labaug.fingerprint.linear_fingerprint`): a seed whose cache holds
+    the same fingerprint is not trained again, so adding a seed trains only that seed. The log
+    gives the start-up (interpreter and imports, reading data) beside training."""
+    from labaug.fingerprint import linear_fingerprint
+    from labaug.integrity import array_digest
+
     started = process_seconds()
     t0 = time.perf_counter()
     part = slices.linear_slice(config, data, variance, method)
     if len(seeds) != len(outs):
         raise ValueError(f"{len(seeds)} seeds but {len(outs)} output files")
+    cache_files = [Path(c) for c in caches] if caches is not None else [cache_path(o)
+                                                                          for o in outs]
     job = f"data={data} variance={variance} method={method} seeds={list(seeds)}"
     device = checked_device(part["linear"]["device"], "linear", rule, job)
     torch.set_num_threads(threads)
@@ -155,9 +168,12 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
         if task_path is None:
             raise ValueError(f"linear experiment on {data!r} needs its task file")
         task = read_task(task_path)
+    values = grid_config(part["grids"][method]).values()
+    optim = optim_config(part["optim"])
+    per_batch = bool(part.get("mix_per_batch", False))
     t_data = time.perf_counter()
     timings = {"train": 0.0, "write": 0.0}
-    for seed, out in zip(seeds, outs, strict=True):
+    for seed, out, cache in zip(seeds, outs, cache_files, strict=True):
         t = time.perf_counter()
         dataset = (task.for_seed(seed) if task is not None
                    else synthetic_data(part, variance, seed))
@@ -165,12 +181,21 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
             log.info("%s_%s: %d train / %d test points, %d features%s", data, variance,
                      len(dataset.y_train), len(dataset.y_test), dataset.n_features,
                      f", classes {dataset.classes}" if dataset.classes else "")
-        result = train_sweep(dataset, method, grid_config(part["grids"][method]).values(), seed,
-                             optim_config(part["optim"]),
-                             mix_per_batch=bool(part.get("mix_per_batch", False)), device=device)
+        fingerprint = linear_fingerprint(
+            data=data, variance=variance, method=method, values=values.tolist(), seed=seed,
+            optim=optim, mix_per_batch=per_batch, device=device,
+            data_digest=array_digest(dataset.x_train, dataset.y_train, dataset.x_test,
+                                     dataset.y_test))
+        if reuse_finished(cache, fingerprint, out, f"seed {seed}"):
+            timings["write"] += time.perf_counter() - t
+            continue
+        result = train_sweep(dataset, method, values, seed, optim, mix_per_batch=per_batch,
+                             device=device)
         t_train = time.perf_counter()
         timings["train"] += t_train - t
-        write_linear_result(part, data, variance, method, seed, dataset, result, device, out)
+        write_linear_result(part, data, variance, method, seed, dataset, result, device, cache,
+                            fingerprint)
+        publish(cache, out)
         timings["write"] += time.perf_counter() - t_train
     startup = "unknown" if started is None else f"{started:.2f} s"
     log.info("timing: start-up %s (interpreter and imports), reading data %.2f s, training "
@@ -178,10 +203,69 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
              timings["write"], len(seeds))
 
 
+def cache_path(output: PathLike) -> Path:
+    """Where a linear sweep's finished result is kept: {root}/results/linear/... ->
+    {root}/checkpoints/linear/... (the results directory right above ``linear``)."""
+    parts = list(Path(output).parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "results" and parts[i + 1] == "linear":
+            parts[i] = "checkpoints"
+            return Path(*parts)
+    return Path(output).with_name(Path(output).stem + ".cache.nc")
+
+
+def reuse_finished(cache: Path, fingerprint: Mapping[str, Any], out: PathLike,
+                   what: str) -> bool:
+    """Publish ``cache`` as ``out`` when it holds a finished result of exactly ``fingerprint``
+    (said in the log); False (saying why) when there is none, it is of other settings, or it is
+    unreadable (then it is moved aside)."""
+    import json
+
+    from labaug.fingerprint import differences, digest
+    from labaug.results import read_netcdf
+
+    if not cache.exists():
+        return False
+    try:
+        held = read_netcdf(cache)
+    except CorruptFileError as err:
+        moved = quarantine(cache)
+        log.warning("%s: the finished result %s is unreadable or altered (%s); moved it to %s "
+                    "and training again", what, cache, err.reason, moved)
+        return False
+    if held.attrs.get("run_fingerprint_sha256") == digest(fingerprint):
+        publish(cache, out)
+        log.info("%s: finished before with the same fingerprint (%s); nothing retrained",
+                 what, cache)
+        return True
+    try:
+        old = json.loads(str(held.attrs["run_fingerprint"]))
+    except (KeyError, ValueError):
+        old = None
+    log.info("%s: the finished result %s is of other settings (%s); training again", what,
+             cache, "; ".join(differences(old, fingerprint)))
+    return False
+
+
+def publish(cache: Path, out: PathLike) -> None:
+    """Make ``out`` the finished result ``cache`` (a hard link where the filesystem allows,
+    else a copy), atomically."""
+    import shutil
+
+    from labaug.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        try:
+            os.link(cache, tmp)
+        except OSError:
+            shutil.copyfile(cache, tmp)
+
+
 def write_linear_result(part: Mapping[str, Any], data: str, variance: Variance, method: Method,
                         seed: int, dataset: LinearData, result: SweepResult, device: str,
-                        out: PathLike) -> None:
-    """One seed's sweep as its per-seed netCDF (`labaug.results.linear_job_dataset`)."""
+                        out: PathLike, fingerprint: Mapping[str, Any] | None = None) -> None:
+    """One seed's sweep as its per-seed netCDF (`labaug.results.linear_job_dataset`), with its
+    fingerprint where given."""
     variables = {
         "test_error": (result.test_error, "test error (fraction misclassified)"),
         "train_loss": (result.train_loss,
@@ -200,6 +284,8 @@ def write_linear_result(part: Mapping[str, Any], data: str, variance: Variance, 
     ds = linear_job_dataset(method, seed, result.hp_values, result.weights, variables,
                             provenance(part, seed=seed, device=device))
     ds.attrs.update({"data": data, "variance": variance})
+    if fingerprint is not None:
+        ds.attrs.update(fingerprint_attrs(fingerprint))
     if data != "synthetic":
         ds.attrs.update({"class_pair": dataset.classes,
                          "class_pair_indices": list(slices.pair_of(part, data))})
@@ -209,19 +295,20 @@ def write_linear_result(part: Mapping[str, Any], data: str, variance: Variance, 
 
 def task_job(config: Mapping[str, Any], dataset: str, pair: tuple[int, int], variance: Variance,
              raw_path: PathLike, out: PathLike) -> None:
-    """Standardize one binary image task once, with every seed's identifying values."""
+    """Standardize one binary image task once (each sweep job draws its seed's identifying
+    values from it)."""
     from labaug.data.images import make_task, write_task
     from labaug.data.raw import load_npz
 
     part = slices.task_slice(config, variance)
     start = time.perf_counter()
     task = make_task(load_npz(raw_path), pair, variance, float(part["image"]["gamma"]),
-                     low_noise_of(part, variance), [int(s) for s in part["seeds"]])
+                     low_noise_of(part, variance))
     write_task(task, out)
-    log.info("%s pair %s (%s), %s: %d train / %d test images, %d features, seeds %s; wrote %s "
+    log.info("%s pair %s (%s), %s: %d train / %d test images, %d features, gamma %g; wrote %s "
              "in %.1f s", dataset, list(pair), task.task.classes, variance,
-             len(task.task.y_train), len(task.task.y_test), task.task.n_features,
-             list(task.seeds), out, time.perf_counter() - start)
+             len(task.task.y_train), len(task.task.y_test), task.task.n_features, task.gamma,
+             out, time.perf_counter() - start)
 
 
 def aggregate_job(config: Mapping[str, Any], inputs: Sequence[PathLike], out: PathLike,
@@ -273,7 +360,7 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
                out: PathLike, raw_path: PathLike, threads: int = 1, device: str | None = None,
                rule: str = "train_resnet", checkpoint_minutes: float | None = None,
                device_setting: str | None = None, model: str | None = None,
-               grid: int = 0) -> None:
+               grid: int = 0, checkpoint: PathLike | None = None) -> None:
     """Train one class-channel run (resuming from its checkpoint) and write its per-seed netCDF.
 
     The run: ``model`` (default: the first of ``resnet.models``), ``method`` at its ``grid``-th
@@ -284,9 +371,10 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     ``device`` is the run's device as the workflow resolved it once for the whole DAG
     (`labaug.devices.resolve_device` of ``resnet.device``); None resolves it here. A cuda run
     that finds no GPU fails before anything else, naming ``rule``, the run and the key. The
-    checkpoint is `labaug.train.resnet.checkpoint_path` of ``out`` (checkpoints/... mirroring
-    results/...), locked while the run trains; once the result is written and read back, it
-    shrinks to the run's final state, from which a rerun rebuilds the result without training.
+    checkpoint is ``checkpoint`` (the workflow passes {output_root}/checkpoints/...; default
+    `labaug.train.resnet.checkpoint_path` of ``out``), locked while the run trains; once the
+    result is written and read back, it shrinks to the run's final state, from which a rerun
+    with the same fingerprint rebuilds the result without training.
     ``LABAUG_INJECT_NAN`` (see labaug.train.resnet) can make this
     run fail. On a machine that sees several GPUs, a cuda run trains on a GPU of its own
     (`labaug.devices.job_gpu`).
@@ -329,7 +417,7 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
              "%s, %s = %g, device %s", dataset, len(data.y_train), len(data.y_test),
              tuple(data.x_train.shape[1:]), data.num_classes, data.sigma, description, method,
              r.values(method)[0], resolved)
-    ckpt = checkpoint_path(out)
+    ckpt = Path(checkpoint) if checkpoint is not None else checkpoint_path(out)
     trainers: list[ResNetTrainer] = []
     with checkpoint_lock(ckpt), job_gpu(resolved) as gpu:
         if gpu:
@@ -349,11 +437,22 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
                       "width": r.width, "class_channel_sigma": data.sigma,
                       "n_train": len(data.y_train), "n_test": len(data.y_test),
                       "n_diagnosis": trainer.n_diagnosis, "num_classes": data.num_classes,
-                      "mix_per_batch": int(bool(part.get("mix_per_batch", False)))})
+                      "mix_per_batch": int(bool(part.get("mix_per_batch", False))),
+                      **fingerprint_attrs(history.fingerprint), "trained_on": history.trained_on})
         write_netcdf(resnet_job_dataset(model, method, grid, trainer.value, seed, history.epoch,
                                         history.metrics, attrs), out)
         finalize_checkpoint(ckpt)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - start)
+
+
+def fingerprint_attrs(fingerprint: Mapping[str, Any]) -> dict[str, str]:
+    """A run's fingerprint as result attributes: the whole (JSON) and its sha256."""
+    import json
+
+    from labaug.fingerprint import digest
+
+    return {"run_fingerprint": json.dumps(fingerprint, sort_keys=True),
+            "run_fingerprint_sha256": digest(fingerprint)}
 
 
 def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path: PathLike,
@@ -404,20 +503,48 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
              index, data.classes[label], out)
 
 
+SHARED_DATA = Path("data") / "shared"
+"""Where prepared raw datasets are kept once for every output root (`fetch_job`)."""
+
+
 def fetch_job(config: Mapping[str, Any], dataset: str, out_npz: PathLike,
-              allow_download: bool | None = None) -> RawImages:
+              allow_download: bool | None = None,
+              shared: PathLike = SHARED_DATA) -> RawImages:
     """Acquire one raw dataset with the source directory and checksums of ``config`` (its slice,
     `labaug.slices.fetch_slice`, or the whole config; ``data_checksums``: {dataset: {file name:
     hex digest}} replaces the official checksums, for a repackaged mirror or generated archives
-    in tests); ``allow_download`` None = the whole config's ``allow_download``."""
-    from labaug.data.raw import fetch
+    in tests); ``allow_download`` None = the whole config's ``allow_download``.
+
+    The dataset is prepared once for every output root: under ``shared``, named by the
+    checksums it was verified against (`labaug.data.raw.prepared_name`), by one process at a
+    time (a lock: roots started together wait for each other instead of failing), and then
+    linked to ``out_npz``, this root's own file. A failure here removes at most this root's
+    file, never the shared one."""
+    from labaug.data.raw import fetch, load_npz, prepared_name
+    from labaug.io import locked
 
     part = slices.fetch_slice(config, dataset)
     if allow_download is None:
         allow_download = bool(config["allow_download"])
     checksums = part.get("data_checksums", {}).get(dataset)
-    return fetch(dataset, part["data_sources"][dataset], allow_download, out_npz,
-                 checksums=checksums)
+    prepared = Path(shared) / prepared_name(dataset, checksums)
+    with locked(prepared.with_name(prepared.name + ".lock")):
+        raw = None
+        if prepared.exists():
+            try:
+                raw = load_npz(prepared)
+                log.info("%s: %s was prepared before (the same checksums); reusing it",
+                         dataset, prepared)
+            except CorruptFileError as err:
+                log.warning("%s: %s is unreadable (%s); preparing it again", dataset, prepared,
+                            err.reason)
+                quarantine(prepared)
+        if raw is None:
+            raw = fetch(dataset, part["data_sources"][dataset], allow_download, prepared,
+                        checksums=checksums)
+    publish(prepared, out_npz)
+    log.info("%s: %s is %s", dataset, out_npz, prepared)
+    return raw
 
 
 def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> xr.Dataset:

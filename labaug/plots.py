@@ -72,6 +72,9 @@ class RunLine:
     grid: int
     value: float
     label: str
+    """For legends: the method's title, with its value where it has several."""
+    name: str
+    """For logs: the method's name, with its value where it has several."""
     color: str
     linestyle: str
 
@@ -83,10 +86,11 @@ def run_lines(ds: xr.Dataset) -> list[RunLine]:
     for method in methods_of(ds):
         values = [float(v) for v in ds["hp_value"].sel({METHOD_DIM: method}).values]
         present = [(g, v) for g, v in enumerate(values) if v == v]
+        several = len(present) > 1
         for k, (g, v) in enumerate(present):
-            label = augment.run_label(method, v if len(present) > 1 else None, math=True)
-            lines.append(RunLine(method, g, v, label, method_color(method),
-                                 GRID_STYLES[k % len(GRID_STYLES)]))
+            label = augment.run_label(method, v if several else None, math=True)
+            lines.append(RunLine(method, g, v, label, f"{method}={v:g}" if several else method,
+                                 method_color(method), GRID_STYLES[k % len(GRID_STYLES)]))
     return lines
 
 
@@ -227,7 +231,7 @@ def fig4(out: PathLike, **results: PathLike) -> None:
             ax = axes[r, c]
             lines = run_lines(ds)
             log.info("Fig. 4, %s, %s: one line per method: %s", name, model,
-                     ", ".join(line.label for line in lines))
+                     ", ".join(line.name for line in lines))
             for line in lines:
                 mean_std_band(ax, ds["epoch"].values, run_values(ds, model, line, "test_error"),
                               line.color, label=line.label, linestyle=line.linestyle)
@@ -274,7 +278,7 @@ def fig8(out: PathLike, **results: PathLike) -> None:
         k = int(ds.attrs.get("num_classes", 0))
         lines = run_lines(ds)
         log.info("Fig. 8, %s, %s: one line per method: %s", name, model,
-                 ", ".join(line.label for line in lines))
+                 ", ".join(line.name for line in lines))
         for c, (variable, title) in enumerate(DIAGNOSIS_PANELS):
             ax = axes[r, c]
             drawn = False

@@ -92,24 +92,38 @@ def merge_configs(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
-    """Write a Dataset atomically (temporary name, then rename), verified: the temporary file is
-    read back before the rename, so a result file that exists is readable."""
+    """Write a Dataset atomically (temporary name, then rename), verified and checksummed: the
+    temporary file is read back, the digest of what was read (`labaug.integrity`) is added to
+    it as the attribute ``labaug_sha256``, and only then is it renamed into place; so a result
+    file that exists is readable, and any later change to its content is detected."""
+    import netCDF4
+
+    from labaug.integrity import DIGEST_ATTR, dataset_digest
+
+    clean = ds.copy()
+    clean.attrs = {k: v for k, v in ds.attrs.items() if k != DIGEST_ATTR}
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        clean.to_netcdf(tmp, engine="netcdf4")
         back = read_netcdf(tmp)
         if set(back.data_vars) != set(ds.data_vars) or dict(back.sizes) != dict(ds.sizes):
             raise CorruptFileError(tmp, "read back with other variables or sizes than written")
+        with netCDF4.Dataset(tmp, "a") as nc:
+            nc.setncattr(DIGEST_ATTR, dataset_digest(back))
 
 
 def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Load a result file fully into memory and close it, in today's layout (`upgraded`); an
-    unreadable file raises CorruptFileError naming it."""
+    """Load a result file fully into memory and close it, in today's layout (`upgraded`). A file
+    that cannot be read, for any reason, or whose content differs from its checksum raises
+    CorruptFileError naming it (`labaug.jobs.logged_job` moves it aside to be rebuilt)."""
+    from labaug.integrity import check_dataset
+
     try:
         with xr.open_dataset(path, engine="netcdf4") as ds:
             loaded = ds.load()
+        check_dataset(loaded)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as err:
+    except Exception as err:  # noqa: BLE001 - netCDF/HDF5 fail in many types; all mean unreadable
         raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
     return upgraded(loaded, path)
 

@@ -231,6 +231,10 @@ def _relations(config: Mapping[str, Any]) -> list[str]:
     if isinstance(synthetic, Mapping) and not _ordered(synthetic, "u_low", "u_high"):
         problems.append(f"synthetic: u_low = {_fmt(synthetic['u_low'])} exceeds u_high = "
                         f"{_fmt(synthetic['u_high'])}; allowed: u_low <= u_high")
+    root = config.get("output_root")
+    if isinstance(root, str) and os.path.exists(root) and not os.path.isdir(root):
+        problems.append(f"output_root = {_fmt(root)} is an existing file; allowed: a directory "
+                        "(existing or not) that holds results/, figures/, logs/, checkpoints/")
     return problems
 
 
@@ -258,11 +262,49 @@ def config_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
     return problems
 
 
+def _resolve(node: Any, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A schema node with its ``$ref`` (``#/$defs/...``) followed."""
+    if isinstance(node, Mapping) and "$ref" in node:
+        target: Any = schema
+        for part in str(node["$ref"]).lstrip("#/").split("/"):
+            target = target[part]
+        return _resolve(target, schema)
+    return node if isinstance(node, Mapping) else {}
+
+
+def normalize(config: Any, schema: Mapping[str, Any]) -> None:
+    """Write every whole-number float at an integer-only key as an int, in place (``100.0`` ->
+    ``100``; JSON schema counts both as integers). Every job then sees one type per key, and
+    writing a value one way or the other is the same config (no rerun)."""
+
+    def walk(value: Any, node: Any) -> Any:
+        node = _resolve(node, schema)
+        types = _types(node)
+        if (isinstance(value, float) and "integer" in types and "number" not in types
+                and value.is_integer()):
+            return int(value)
+        if isinstance(value, dict):
+            props = node.get("properties", {})
+            extra = node.get("additionalProperties")
+            for key in value:
+                value[key] = walk(value[key], props.get(key, extra if isinstance(extra, Mapping)
+                                                        else {}))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                value[i] = walk(item, node.get("items", {}))
+        return value
+
+    walk(config, schema)
+
+
 def validate_config(config: Mapping[str, Any],
                     schema: str | os.PathLike[str] | Mapping[str, Any] = SCHEMA_PATH) -> None:
-    """Raise ConfigError listing every key of ``config`` that the schema rejects."""
+    """Raise ConfigError listing every key of ``config`` that the schema rejects; a valid
+    config is `normalize`d in place."""
     loaded = schema if isinstance(schema, Mapping) else load_schema(schema)
     problems = config_errors(config, loaded)
+    if not problems:
+        normalize(config, loaded)
     if problems:
         lines = "\n".join(f"  - {p}" for p in "\n".join(problems).splitlines())
         raise ConfigError(

@@ -69,8 +69,9 @@ def pair_of(part: Mapping[str, Any], data: str) -> tuple[int, int]:
 
 def task_slice(config: Mapping[str, Any], variance: str) -> dict[str, Any]:
     """What one standardized binary image task (dataset and pair: its file name) depends on:
-    the identifying value, its noise for the low variant, and the seeds it draws it for."""
-    paths = ["image.gamma", "seeds"] + (["low_noise"] if variance == "low" else [])
+    the identifying value and its noise for the low variant (no seed: each sweep job draws its
+    seed's values, so adding a seed changes no task)."""
+    paths = ["image.gamma"] + (["low_noise"] if variance == "low" else [])
     return pick(config, paths)
 
 

@@ -16,13 +16,16 @@ import pytest
 import torch
 import xarray as xr
 
-from labaug.augment import for_experiment, names
+from labaug.augment import for_experiment
 from labaug.io import atomic_path, write_atomic
-from labaug.results import write_netcdf
+from labaug.results import RESNET_VARIABLES, write_netcdf
 from tests.cluster.smoke import SMALL, command, snakemake, write_overrides
+from tests.conftest import merged_config
 
-RESNET_RUN = "results/resnet/cifar10/weight_decay/seed0.nc"
-CHECKPOINT = "checkpoints/resnet/cifar10/weight_decay/seed0.pt"
+RUN = "resnet/cifar10/resnet18/weight_decay/grid0/seed0"
+RESNET_RUN = f"results/{RUN}.nc"
+CHECKPOINT = f"checkpoints/{RUN}.pt"
+LOG = f"logs/{RUN}.log"
 # Long enough that a kill after the first checkpoint lands mid-run.
 EPOCHS = 10
 # checkpoint_minutes = 0: a checkpoint after every epoch, so there is one to resume mid-run.
@@ -81,7 +84,7 @@ def test_killed_training_job_resumes_and_matches_an_uninterrupted_run(tmp_path: 
     assert proc.returncode != 0, out[-3000:]
     assert not (killed / RESNET_RUN).exists(), "the killed job still produced its result"
     assert not _unexpected_files(killed / "results")
-    log = killed / "logs" / "resnet" / "cifar10" / "weight_decay" / "seed0.log"
+    log = killed / LOG
     done = [int(m) for m in re.findall(rf"epoch (\d+)/{EPOCHS}", log.read_text())]
     assert done and max(done) < EPOCHS, log.read_text()
 
@@ -98,8 +101,7 @@ def test_killed_training_job_resumes_and_matches_an_uninterrupted_run(tmp_path: 
     uninterrupted = snakemake(clean, *cmd)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
     with xr.open_dataset(killed / RESNET_RUN) as a, xr.open_dataset(clean / RESNET_RUN) as b:
-        assert set(a.data_vars) == set(b.data_vars) == {"test_error", "train_loss",
-                                                        "train_error"}
+        assert set(a.data_vars) == set(b.data_vars) == set(RESNET_VARIABLES)
         for name in a.data_vars:
             np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
         assert a.sizes["epoch"] == EPOCHS
@@ -140,15 +142,16 @@ def test_bad_raw_archive_is_refused_then_replacing_it_works(tmp_path: Path, dama
 @pytest.mark.slow
 def test_injected_nan_fails_only_its_job(tmp_path: Path) -> None:
     write_overrides(tmp_path, SMALL)
-    methods = for_experiment(names(), "class_channels")
+    methods = for_experiment(merged_config("smoke")["methods"], "class_channels")
     failing = methods[1]
-    targets = [f"results/resnet/cifar10/{m}/seed0.nc" for m in methods]
+    targets = [f"results/resnet/cifar10/resnet18/{m}/grid0/seed0.nc" for m in methods]
     env = dict(os.environ, LABAUG_INJECT_NAN=f"cifar10:{failing}:0:2")
     proc = snakemake(tmp_path, "--cores", "2", "--keep-going", *targets, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert set(re.findall(r"Error in rule (\w+):", out)) == {"train_resnet"}, out[-3000:]
-    log = (tmp_path / "logs" / "resnet" / "cifar10" / failing / "seed0.log").read_text()
+    log = (tmp_path / "logs" / "resnet" / "cifar10" / "resnet18" / failing / "grid0"
+           / "seed0.log").read_text()
     assert "NonFiniteLossError" in out or "NonFiniteLossError" in log
     assert re.search(r"non-finite training loss .* at epoch 2", out + log), log
     assert all((tmp_path / t).exists() for t in targets if f"/{failing}/" not in t)
@@ -161,7 +164,7 @@ def test_killed_snakemake_orphan_finishes_and_its_run_is_never_trained_twice(
         tmp_path: Path) -> None:
     # Snakemake is SIGKILLed mid-run; its ResNet job, orphaned, keeps training.
     write_overrides(tmp_path, RESUME)
-    log = tmp_path / "logs" / "resnet" / "cifar10" / "weight_decay" / "seed0.log"
+    log = tmp_path / LOG
     attempts = log.with_name("seed0.attempts.log")
     # Output to a file, not a pipe: the orphan keeps Snakemake's stdout open.
     with open(tmp_path / "killed.out", "w") as sink:

@@ -267,19 +267,26 @@ def test_an_older_class_channel_result_loads_in_todays_layout(tmp_path: Path) ->
 
 def test_an_older_checkpoint_retrains_and_says_why(data: ClassChannelData, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # As labaug wrote checkpoints before fingerprints and checksums: three metrics, no seal.
     ckpt = tmp_path / "seed0.pt"
     train_resnet(data, ResNetRun("gen", "erm", 0), replace(OPTIM, epochs=1), TINY,
                  checkpoint=ckpt)
-    state = torch.load(ckpt, weights_only=True)
-    state["fingerprint"] = {k: v for k, v in state["fingerprint"].items() if k != "metrics"}
+    state = {k: v for k, v in torch.load(ckpt, weights_only=True).items() if k != "sha256"}
     state["metrics"] = {k: state["metrics"][k] for k in ("test_error", "train_loss",
                                                         "train_error")}
     torch.save(state, ckpt)
     with caplog.at_level("WARNING", logger="labaug.train.resnet"):
         history = train_resnet(data, ResNetRun("gen", "erm", 0), replace(OPTIM, epochs=1),
                                TINY, checkpoint=ckpt)
-    assert "is from different settings; starting afresh" in caplog.text
+    assert "it carries no checksum (written by an older labaug)" in caplog.text
+    assert f"moved it to {ckpt}.corrupt and starting afresh" in caplog.text
     assert set(history.metrics) == set(METRICS)
+    # A checkpoint of this version but of other settings retrains and names them.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="labaug.train.resnet"):
+        train_resnet(data, ResNetRun("gen", "erm", 0), replace(OPTIM, epochs=1),
+                     replace(TINY, diagnosis_subset=50), checkpoint=ckpt)
+    assert "is of other settings (diagnosis_subset: 100 -> 50); training afresh" in caplog.text
 
 
 # -- on a GPU ----------------------------------------------------------------------------------

@@ -165,7 +165,8 @@ def test_a_finished_run_is_rebuilt_from_its_final_state_not_retrained(tmp_path: 
         resnet_job(config, "fmnist", "mixup", 0, out, raw)
     _close_log()
     text = log.read_text()
-    assert "training already finished (2 epochs); result rebuilt from the final state" in text
+    assert ("training already finished (2 epochs, the same fingerprint); result rebuilt from "
+            "the final state") in text
     assert "epoch 1/2" not in text
     again = xr.load_dataset(out)
     for name in ("test_error", "train_loss", "train_error"):

@@ -108,7 +108,7 @@ def test_every_job_logged_and_benchmarked(smoke_run: Path) -> None:
     assert "wrote" in log and re.search(r"timing: start-up [\d.]+ s .*training [\d.]+ s", log)
     assert (smoke_run / "logs" / "benchmarks" / "linear" / "synthetic_zero" / "mixup.tsv").exists()
     task = smoke_run / "logs" / "data" / "task_cifar10_pair0-1_low.log"
-    assert "seeds [0, 1]" in task.read_text()
+    assert "gamma 0.5; wrote" in task.read_text()
 
 
 def test_a_finished_run_has_nothing_left_to_do(smoke_run: Path) -> None:

@@ -11,16 +11,16 @@ Test images are never modified, so a model that relies on the pixel is no better
 on it.
 
 A task is standardized once per (dataset, class pair, variance) and written to a task file
-(`write_task`, the workflow's ``binary_task`` rule) holding the identifying values of every
-configured seed; each sweep job reads it (`read_task`) instead of rebuilding it from the raw npz.
-`TaskFile.for_seed` is exactly `make_binary` for that seed.
+(`write_task`, the workflow's ``binary_task`` rule) with the settings of its identifying value
+(gamma, variance, noise scale), not with any seed: each sweep job reads it (`read_task`) instead
+of rebuilding it from the raw npz, and draws its seed's identifying values from the generator of
+(seed, purpose). So adding a seed changes no task file. `TaskFile.for_seed` is exactly
+`make_binary` for that seed.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -102,60 +102,63 @@ def make_binary(raw: RawImages, seed: int, variance: Variance, gamma: float,
                 low_noise: float, pair: tuple[int, int] = (0, 1)) -> LinearData:
     """The binary task for one run seed (the seed only draws the low-variance noise), with the
     identifying pixel y * gamma in the training data only."""
-    return make_task(raw, pair, variance, gamma, low_noise, [seed]).for_seed(seed)
+    return make_task(raw, pair, variance, gamma, low_noise).for_seed(seed)
 
 
 @dataclass(frozen=True)
 class TaskFile:
-    """A standardized binary task and the identifying values (seeds, N) of its seeds."""
+    """A standardized binary task and the settings of its identifying value."""
 
     task: LinearData
     """The standardized task, identifying coordinate not yet set (`binary_task`)."""
-    seeds: tuple[int, ...]
-    pixels: np.ndarray
-    """Row s: the identifying value of every training example for ``seeds[s]``."""
+    gamma: float
+    variance: Variance
+    low_noise: float
 
     def for_seed(self, seed: int) -> LinearData:
         """The task of one run seed (`make_binary`'s result, bit for bit)."""
-        if seed not in self.seeds:
-            raise KeyError(f"seed {seed} is not in this task file (it holds seeds "
-                           f"{list(self.seeds)}); rebuild it with the configured seeds")
         x_train = self.task.x_train.copy()
-        x_train[:, IDENTIFYING_PIXEL] = self.pixels[self.seeds.index(seed)]
+        x_train[:, IDENTIFYING_PIXEL] = identifying_pixel(
+            self.task.y_train, self.gamma, self.variance, self.low_noise,
+            numpy_rng(seed, "images", "identifying_pixel"))
         return replace(self.task, x_train=x_train)
 
 
 def make_task(raw: RawImages, pair: tuple[int, int], variance: Variance, gamma: float,
-              low_noise: float, seeds: Sequence[int]) -> TaskFile:
-    """Standardize the pair's task once and draw each seed's identifying values."""
-    task = binary_task(raw, pair)
-    pixels = np.stack([identifying_pixel(task.y_train, gamma, variance, low_noise,
-                                         numpy_rng(seed, "images", "identifying_pixel"))
-                       for seed in seeds])
-    return TaskFile(task, tuple(int(s) for s in seeds), pixels)
+              low_noise: float) -> TaskFile:
+    """Standardize the pair's task once (every seed's identifying values come from it)."""
+    if variance not in ("zero", "low"):
+        raise ValueError(f"unknown variance {variance!r}; expected 'zero' or 'low'")
+    return TaskFile(binary_task(raw, pair), float(gamma), variance, float(low_noise))
 
 
 def write_task(task: TaskFile, path: str | os.PathLike[str]) -> None:
-    """Write a task file atomically (uncompressed npz: reading it is one copy per array)."""
+    """Write a task file atomically (uncompressed npz: reading it is one copy per array; the zip
+    format checks every member's CRC-32 when it is read)."""
     t = task.task
     assert t.image_shape is not None
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, x_train=t.x_train, y_train=t.y_train, x_test=t.x_test, y_test=t.y_test,
                      image_shape=np.array(t.image_shape), classes=np.array(t.classes),
-                     seeds=np.array(task.seeds, dtype=np.int64), pixels=task.pixels)
+                     gamma=np.float64(task.gamma), variance=np.array(task.variance),
+                     low_noise=np.float64(task.low_noise))
 
 
 def read_task(path: str | os.PathLike[str]) -> TaskFile:
-    """Read a task file; an unreadable one raises CorruptFileError naming it."""
+    """Read a task file; an unreadable or altered one raises CorruptFileError naming it."""
     try:
         with np.load(Path(path), allow_pickle=False) as f:
             shape = tuple(int(v) for v in f["image_shape"])
             task = LinearData(f["x_train"], f["y_train"], f["x_test"], f["y_test"],
                               image_shape=(shape[0], shape[1], shape[2]),
                               classes=str(f["classes"]))
-            return TaskFile(task, tuple(int(v) for v in f["seeds"]), f["pixels"])
+            variance = str(f["variance"])
+            if variance not in ("zero", "low"):
+                raise ValueError(f"unknown variance {variance!r}")
+            return TaskFile(task, float(f["gamma"]), "zero" if variance == "zero" else "low",
+                            float(f["low_noise"]))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged zip fails in many types; all mean unreadable
         raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err

@@ -47,8 +47,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ from labaug.config import Method, OptimConfig, ResNetConfig
 from labaug.data.channels import ClassChannelData, with_class_channels, with_zero_channels
 from labaug.devices import Precision, resolve_device, resolve_precision
 from labaug.errors import CheckpointInUseError, quarantine
+from labaug.fingerprint import RESUMABLE, WHERE, differences, resnet_fingerprint
+from labaug.integrity import array_digest, seal, unseal
 from labaug.io import atomic_path, try_lock
 from labaug.losses import one_hot, soft_cross_entropy
 from labaug.models import ClassChannelNet
@@ -111,10 +113,19 @@ METRICS = ("train_loss", "train_error", "test_error", *DIAGNOSIS)
 
 @dataclass(frozen=True)
 class ResNetHistory:
-    """Per-epoch metrics of one run (`METRICS`); epoch is 1-based."""
+    """Per-epoch metrics of one run (`METRICS`); epoch is 1-based. ``fingerprint`` identifies
+    the run (`labaug.fingerprint`); ``segments`` says where each stretch of epochs trained."""
 
     epoch: np.ndarray
     metrics: Mapping[str, np.ndarray]
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def trained_on(self) -> str:
+        """Where the run trained, in words: 'cpu fp32 (epochs 1-20)', one part per segment."""
+        return "; ".join(f"{s.device} {s.precision}{' compiled' if s.compile else ''} "
+                         f"(epochs {s.first}-{s.last})" for s in self.segments)
 
     @property
     def test_error(self) -> np.ndarray:
@@ -132,14 +143,29 @@ class ResNetHistory:
         return self.metrics["train_error"]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a run's epochs that trained on one device, precision and compilation."""
+
+    first: int
+    last: int
+    device: str
+    precision: str
+    compile: bool
+
+
 def checkpoint_path(output: str | os.PathLike[str], results_root: str = "results",
                     checkpoint_root: str = "checkpoints") -> Path:
-    """results/resnet/{dataset}/{method}/seed{seed}.nc -> checkpoints/resnet/.../seed{seed}.pt."""
+    """{root}/results/resnet/.../seed{seed}.nc -> {root}/checkpoints/resnet/.../seed{seed}.pt:
+    the ``results`` directory right above ``resnet`` becomes ``checkpoints`` (an output root
+    may itself contain a directory named results). The workflow passes each run's checkpoint
+    path itself; this is the default for other callers."""
     out = Path(output)
     parts = list(out.parts)
-    if results_root in parts:
-        parts[parts.index(results_root)] = checkpoint_root
-        return Path(*parts).with_suffix(".pt")
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == results_root and parts[i + 1] == "resnet":
+            parts[i] = checkpoint_root
+            return Path(*parts).with_suffix(".pt")
     return out.with_name(out.stem + ".ckpt.pt")
 
 
@@ -242,33 +268,48 @@ def checkpoint_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)   # releases the lock
 
 
+def save_checkpoint(ckpt: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
+    """Write a checkpoint atomically, sealed with the checksum of its content
+    (`labaug.integrity.seal`)."""
+    with atomic_path(ckpt) as tmp:
+        torch.save(seal(payload), tmp)
+
+
+def read_checkpoint(ckpt: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's content, after its checksum; any unreadable or altered file raises."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError("not a labaug checkpoint")
+    body = unseal(state)
+    if "fingerprint" not in body or "epoch" not in body:
+        raise ValueError("not a labaug checkpoint")
+    return body
+
+
 def load_checkpoint(ckpt: Path, run: ResNetRun) -> dict[str, Any] | None:
-    """The checkpoint's contents; an unreadable one is moved aside to ``.corrupt`` with a
-    warning naming it, and None is returned (the run starts afresh)."""
+    """The checkpoint's contents; one that cannot be read, or whose content differs from its
+    checksum, is moved aside to ``.corrupt`` with a warning naming it, and None is returned (the
+    run starts afresh)."""
     try:
-        state: dict[str, Any] = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or "fingerprint" not in state or "epoch" not in state:
-            raise ValueError("not a labaug checkpoint")
-        return state
+        return read_checkpoint(ckpt)
     except FileNotFoundError:
         return None
     except Exception as err:  # noqa: BLE001 - any unreadable file is set aside, named
         moved = quarantine(ckpt)
-        log.warning("%s: checkpoint %s is unreadable (%s: %s); moved it to %s and starting "
-                    "afresh", run, ckpt, type(err).__name__, err, moved)
+        log.warning("%s: checkpoint %s is unreadable or altered (%s: %s); moved it to %s and "
+                    "starting afresh", run, ckpt, type(err).__name__, err, moved)
         return None
 
 
 def finalize_checkpoint(ckpt: str | os.PathLike[str]) -> None:
-    """Replace a finished run's checkpoint by its small final state (metrics, no weights), so a
-    forced rerun rebuilds the result in seconds instead of training again."""
+    """Replace a finished run's checkpoint by its small final state (metrics, fingerprint, no
+    weights), so a forced rerun with the same fingerprint rebuilds the result in seconds
+    instead of training again."""
     path = Path(ckpt)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    final = {k: v for k, v in state.items() if k != "trainer"}
+    final = {k: v for k, v in read_checkpoint(path).items() if k != "trainer"}
     final["final"] = True
-    with atomic_path(path) as tmp:
-        torch.save(final, tmp)
-        torch.load(tmp, map_location="cpu", weights_only=True)   # verify after write
+    save_checkpoint(path, final)
+    read_checkpoint(path)   # verify after write
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
@@ -529,21 +570,34 @@ def duration(seconds: float) -> str:
     return f"{s // 86400} d {s % 86400 // 3600:02d} h"
 
 
-def _fingerprint(trainer: ResNetTrainer, data: ClassChannelData) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed (everything but the epoch count)."""
-    unused = {"width", "mlp_hidden"} - set(trainer.spec.settings)
-    return {
-        "run": asdict(trainer.run), "optim": {**asdict(trainer.optim), "epochs": None},
-        # Not the device, precision or compilation: a run may resume elsewhere (a CUDA
-        # checkpoint on the CPU, or after a change of precision) and carries on from its state.
-        "resnet": {k: v for k, v in asdict(trainer.resnet).items()
-                   if k not in ("datasets", "epochs", "batch_size", "hp", "device", "precision",
-                                "compile", "runs_per_gpu", "checkpoint_minutes", *unused)},
-        "metrics": list(METRICS),
-        "hp_value": trainer.value, "mix_per_batch": trainer.mix_per_batch,
-        "n_train": len(data.y_train), "n_test": len(data.y_test), "sigma": data.sigma,
-        "shape": list(data.x_train.shape[1:]),
-    }
+def run_fingerprint(trainer: ResNetTrainer, data: ClassChannelData,
+                    epochs: int) -> dict[str, Any]:
+    """The run's fingerprint (`labaug.fingerprint.resnet_fingerprint`) for ``epochs`` epochs,
+    with the digest of the very arrays it trains and tests on."""
+    settings: dict[str, Any] = {k: getattr(trainer.resnet, k) for k in trainer.spec.settings}
+    return resnet_fingerprint(
+        dataset=trainer.run.dataset, model=trainer.run.model, model_settings=settings,
+        method=trainer.run.method, hp_value=trainer.value, seed=trainer.run.seed,
+        optim=replace(trainer.optim, epochs=epochs),
+        data_digest=array_digest(data.x_train, data.y_train, data.x_test, data.y_test,
+                                 data.class_vectors, data.classes),
+        n_train=len(data.y_train), n_test=len(data.y_test), sigma=data.sigma,
+        diagnosis_subset=trainer.resnet.diagnosis_subset, mix_per_batch=trainer.mix_per_batch,
+        device=trainer.device.type, precision=trainer.precision,
+        compile_model=trainer.compiled, metrics=METRICS)
+
+
+def finished_fingerprint(fingerprint: Mapping[str, Any], segments: Sequence[Segment]
+                         ) -> dict[str, Any]:
+    """The fingerprint a finished run records: the one asked for, except that a run whose
+    epochs trained in several places (it resumed on another device) names them all, so it is
+    never taken for a run that trained in one place."""
+    out = dict(fingerprint)
+    for key in WHERE:
+        seen = list(dict.fromkeys(getattr(s, key) for s in segments))
+        if len(seen) > 1:
+            out[key] = "+".join(str(v) for v in seen)
+    return out
 
 
 def train_resnet(
@@ -566,31 +620,42 @@ def train_resnet(
                             device=device, compile_model=compile_model, precision=precision)
     if trainer_out is not None:
         trainer_out.append(trainer)
-    fingerprint = _fingerprint(trainer, data)
+    fingerprint = run_fingerprint(trainer, data, n_epochs)
+    here = (trainer.device.type, trainer.precision, trainer.compiled)
     metrics: dict[str, list[float]] = {name: [] for name in METRICS}
+    segments: list[Segment] = []
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     # On the CPU: generator states must stay CPU tensors; load_state_dict moves the rest.
     state = load_checkpoint(ckpt, run) if ckpt is not None else None
     if state is not None:
-        if state.get("fingerprint") != fingerprint:
-            log.warning("%s: checkpoint %s is from different settings; starting afresh", run, ckpt)
-        elif state["epoch"] > n_epochs:
-            log.warning("%s: checkpoint %s is past epoch %d; starting afresh", run, ckpt, n_epochs)
-        elif "trainer" not in state and state["epoch"] == n_epochs:
-            metrics = {k: list(v) for k, v in state["metrics"].items()}
-            start = n_epochs
-            log.info("%s: training already finished (%d epochs); result rebuilt from the final "
-                     "state in %s, nothing retrained", run, n_epochs, ckpt)
-        elif "trainer" not in state:
-            log.warning("%s: checkpoint %s holds only the final state of a %d-epoch run; "
-                        "starting afresh for %d epochs", run, ckpt, state["epoch"], n_epochs)
+        old = state.get("fingerprint")
+        saved = [Segment(*s) for s in state.get("segments", [])]
+        if "trainer" not in state:
+            if old == finished_fingerprint(fingerprint, saved) and state["epoch"] == n_epochs:
+                metrics = {k: list(v) for k, v in state["metrics"].items()}
+                segments, start = saved, n_epochs
+                log.info("%s: training already finished (%d epochs, the same fingerprint); "
+                         "result rebuilt from the final state in %s, nothing retrained", run,
+                         n_epochs, ckpt)
+            else:
+                log.warning("%s: checkpoint %s holds a finished run of other settings (%s); "
+                            "training afresh", run, ckpt, "; ".join(
+                                differences(old, fingerprint) or ["its epochs"]))
         else:
-            trainer.load_state_dict(state["trainer"])
-            metrics = {k: list(v) for k, v in state["metrics"].items()}
-            start = int(state["epoch"])
-            log.info("%s: resumed from %s after epoch %d (written on %s, %s)", run, ckpt, start,
-                     state.get("device", "?"), state.get("precision", "?"))
+            changed = differences(old, fingerprint, ignore=RESUMABLE)
+            if changed or state["epoch"] > n_epochs:
+                log.warning("%s: checkpoint %s is of other settings (%s); training afresh",
+                            run, ckpt, "; ".join(changed or [
+                                f"it is past epoch {n_epochs} (epoch {state['epoch']})"]))
+            else:
+                trainer.load_state_dict(state["trainer"])
+                metrics = {k: list(v) for k, v in state["metrics"].items()}
+                segments, start = saved, int(state["epoch"])
+                moved = differences(old, fingerprint, ignore=[k for k in fingerprint
+                                                              if k not in WHERE])
+                log.info("%s: resumed from %s after epoch %d%s", run, ckpt, start,
+                         f" ({'; '.join(moved)}: the result records both)" if moved else "")
 
     every = 60.0 * resnet.checkpoint_minutes
     last_save = time.monotonic()
@@ -610,13 +675,17 @@ def train_resnet(
         diagnosed = time.perf_counter()
         for name in METRICS:
             metrics[name].append(measured[name])
+        if segments and (segments[-1].device, segments[-1].precision,
+                         segments[-1].compile) == here and segments[-1].last == epoch - 1:
+            segments[-1] = replace(segments[-1], last=epoch)
+        else:
+            segments.append(Segment(epoch, epoch, *here))
         due = epoch == n_epochs or every <= 0 or time.monotonic() - last_save >= every
         if ckpt is not None and due:
-            payload = {"fingerprint": fingerprint, "epoch": epoch, "metrics": metrics,
-                       "trainer": trainer.state_dict(), "device": trainer.device.type,
-                       "precision": trainer.precision}
-            with atomic_path(ckpt) as tmp:
-                torch.save(payload, tmp)
+            save_checkpoint(ckpt, {
+                "fingerprint": finished_fingerprint(fingerprint, segments), "epoch": epoch,
+                "metrics": metrics, "trainer": trainer.state_dict(),
+                "segments": [list(asdict(s).values()) for s in segments]})
             last_save = time.monotonic()
         seconds = time.perf_counter() - tic
         # Time left at the pace of this attempt's epochs so far.
@@ -638,4 +707,6 @@ def train_resnet(
 
     return ResNetHistory(epoch=np.arange(1, n_epochs + 1),
                          metrics={name: np.asarray(metrics[name], dtype=np.float64)
-                                  for name in METRICS})
+                                  for name in METRICS},
+                         fingerprint=finished_fingerprint(fingerprint, segments),
+                         segments=tuple(segments))

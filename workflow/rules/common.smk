@@ -68,10 +68,10 @@ if workflow.is_main_process:
 
 # Every output lives under config `output_root` (default "." = results/, figures/, logs/ and
 # checkpoints/ in the working directory; each preset sets its own, e.g. runs/quick/), so runs of
-# different configs never read each other's results. data/raw/ is shared: raw data does not
-# depend on the preset (a changed source directory reruns fetch_raw through its params, and so
-# every job that reads the dataset; README "What reruns after a config edit" says how
-# `--touch` records a mere move).
+# different configs never read each other's results, and two roots can run at once. Raw data is
+# prepared once for all roots (data/shared/) and linked into each root's data/raw/ (a changed
+# source directory reruns fetch_raw through its params, and so every job that reads the
+# dataset; README "What reruns after a config edit" says how `--touch` records a mere move).
 OUTPUT_ROOT = config["output_root"]
 
 
@@ -86,6 +86,9 @@ LINEAR_SEED_OUTPUTS = expand(
     rooted("results/linear/{{data}}_{{variance}}/{{method}}/seed{seed}.nc"),
     seed=config["seeds"],
 )
+# This root's raw data: a link to the copy prepared once for every root (labaug.jobs.fetch_job
+# keeps it in data/shared/), so roots never share, lock or delete each other's files.
+RAW_FILE = rooted("data/raw/{dataset}.npz")
 TASK_FILE = rooted("data/tasks/{dataset}_pair{pair}_{variance}.npz")
 # One class-channel run: a model, a method at its grid-th value of resnet.hp.<method>, a seed.
 RESNET_RUN = "resnet/{dataset}/{model}/{method}/grid{grid}/seed{seed}"
@@ -102,7 +105,7 @@ if workflow.is_main_process:
 # marker makes them rerun, and they in turn rebuild the missing file and what lies between
 # (Snakemake alone would not regenerate a missing intermediate file whose consumers exist, and
 # a figure would stay stale). Once rebuilt, they are newer than the markers.
-DAMAGED = [f"{p}.corrupt" for p in quarantined([rooted("results"), "data/raw"])]
+DAMAGED = [f"{p}.corrupt" for p in quarantined([rooted("results"), rooted("data")])]
 if workflow.is_main_process and DAMAGED:
     print(
         "labaug: rebuilding what depends on files moved aside as unreadable: "
@@ -169,7 +172,8 @@ def resnet_seed_files(wildcards):
 
 def seed_priority(wildcards):
     """Train every run of the first seed before any of the second, and so on (Snakemake runs
-    higher priorities first): a run cut short by a deadline leaves whole seeds behind."""
+    higher priorities first): a run cut short by a deadline leaves whole seeds behind.
+    """
     seeds = [int(s) for s in config["seeds"]]
     return len(seeds) - seeds.index(int(wildcards.seed))
 
@@ -183,13 +187,30 @@ def raw_source_files(wildcards):
     )
 
 
+def needs(zero=False, low=False, key=None):
+    """What the config lacks for a figure (None: nothing): a method of its experiment (found
+    by the caller's row), the variances, or a non-empty list at ``key``."""
+    lacking = []
+    if zero and "zero" not in config["variances"]:
+        lacking.append("variances to include zero")
+    if low and "low" not in config["variances"]:
+        lacking.append("variances to include low")
+    if key is not None:
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        if not value:
+            lacking.append(f"{key} to name a dataset")
+    return "; ".join(lacking) or None
+
+
 # One row per figure target figures/{name}.pdf:
 #   claims:    (variable, side): the paper says label smoothing and Mixup lie on that side of
 #              weight decay; the caption counts where this run agrees (labaug.captions)
 #   experiment: the registry's experiment whose methods it shows (labaug.augment)
 #   draw:      the function of labaug.plots that draws it
 #   category:  its section of `snakemake --report`
-#   needs:     what `rule all` requires in the config to build it
+#   needs:     what the config lacks to build it (`needs`; None: nothing)
 #   inputs:    an input function of the wildcards -> {argument of draw: result file}
 FIGURE_TABLE = {
     "fig1": dict(
@@ -197,7 +218,7 @@ FIGURE_TABLE = {
         experiment="synthetic",
         draw="fig1",
         category="Synthetic data",
-        needs=lambda: "zero" in config["variances"],
+        needs=lambda: needs(zero=True),
         inputs=lambda wc: {
             "result": rooted("results/linear/synthetic_zero.nc"),
             "theory": rooted("results/theory/synthetic_zero.nc"),
@@ -208,7 +229,7 @@ FIGURE_TABLE = {
         experiment="synthetic",
         draw="fig6",
         category="Synthetic data",
-        needs=lambda: "low" in config["variances"],
+        needs=lambda: needs(low=True),
         inputs=lambda wc: {
             "result": rooted("results/linear/synthetic_low.nc"),
             "theory": rooted("results/theory/synthetic_low.nc"),
@@ -219,7 +240,7 @@ FIGURE_TABLE = {
         experiment="synthetic",
         draw="theory_comparison",
         category="Synthetic data",
-        needs=lambda: True,
+        needs=lambda: needs(),
         inputs=lambda wc: {
             f"{kind}_{variance}": rooted(f"results/{folder}/synthetic_{variance}.nc")
             for variance in config["variances"]
@@ -231,7 +252,7 @@ FIGURE_TABLE = {
         experiment="binary_images",
         draw="fig2",
         category="Binary images",
-        needs=lambda: bool(config["image_datasets"]) and "zero" in config["variances"],
+        needs=lambda: needs(zero=True, key="image_datasets"),
         inputs=lambda wc: image_results("zero"),
     ),
     "fig3": dict(
@@ -239,7 +260,7 @@ FIGURE_TABLE = {
         experiment="binary_images",
         draw="fig3",
         category="Binary images",
-        needs=lambda: bool(config["image_datasets"]) and "zero" in config["variances"],
+        needs=lambda: needs(zero=True, key="image_datasets"),
         inputs=lambda wc: image_results("zero"),
     ),
     "fig7": dict(
@@ -247,7 +268,7 @@ FIGURE_TABLE = {
         experiment="binary_images",
         draw="fig7",
         category="Binary images",
-        needs=lambda: bool(config["image_datasets"]) and "low" in config["variances"],
+        needs=lambda: needs(low=True, key="image_datasets"),
         inputs=lambda wc: image_results("low"),
     ),
     "fig4": dict(
@@ -255,7 +276,7 @@ FIGURE_TABLE = {
         experiment="class_channels",
         draw="fig4",
         category="ResNet-18",
-        needs=lambda: bool(config["resnet"]["datasets"]),
+        needs=lambda: needs(key="resnet.datasets"),
         inputs=lambda wc: {
             dataset: rooted(f"results/resnet/{dataset}.nc")
             for dataset in config["resnet"]["datasets"]
@@ -266,7 +287,7 @@ FIGURE_TABLE = {
         experiment="class_channels",
         draw="fig8",
         category="ResNet-18",
-        needs=lambda: bool(config["resnet"]["datasets"]),
+        needs=lambda: needs(key="resnet.datasets"),
         inputs=lambda wc: {
             dataset: rooted(f"results/resnet/{dataset}.nc")
             for dataset in config["resnet"]["datasets"]
@@ -277,7 +298,7 @@ FIGURE_TABLE = {
         experiment="class_channels",
         draw="fig5",
         category="ResNet-18",
-        needs=lambda: bool(config["resnet"]["datasets"]),
+        needs=lambda: needs(key="resnet.datasets"),
         inputs=lambda wc: {
             "example": rooted(
                 f"results/resnet/{config['resnet']['datasets'][0]}_example.nc"
@@ -295,22 +316,35 @@ def image_results(variance):
     }
 
 
+def figure_problem(name):
+    """Why the config cannot build figure ``name`` (None: it can): it lacks a method of the
+    figure's experiment (config methods), or what the figure's row `needs`."""
+    row = FIGURE_TABLE[name]
+    if not methods_for(row["experiment"]):
+        runs_there = augment.for_experiment(augment.names(), row["experiment"])
+        return (
+            f"methods to include a method that runs on {row['experiment']} "
+            f"({', '.join(runs_there)}); config methods = {config['methods']}"
+        )
+    return row["needs"]()
+
+
 def selected_figures():
-    """The figures `rule all` builds: config `figures`, or (null) every figure whose experiments
-    are configured; a name not in FIGURE_TABLE, or one whose experiment is not configured, stops
-    the DAG naming the key."""
+    """The figures `rule all` builds: config `figures`, or (null) every figure the config can
+    build; a name not in FIGURE_TABLE, or one the config cannot build, stops the DAG naming
+    the key."""
     chosen = config["figures"]
     if chosen is None:
-        return [name for name, row in FIGURE_TABLE.items() if row["needs"]()]
+        return [name for name in FIGURE_TABLE if figure_problem(name) is None]
     problems = [
         f"figures: {name!r} is not a figure; choose from {', '.join(FIGURE_TABLE)}"
         for name in chosen
         if name not in FIGURE_TABLE
     ]
     problems += [
-        f"figures: {name} needs an experiment this config does not run"
+        f"figures: {name} needs {figure_problem(name)}"
         for name in chosen
-        if name in FIGURE_TABLE and not FIGURE_TABLE[name]["needs"]()
+        if name in FIGURE_TABLE and figure_problem(name) is not None
     ]
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
@@ -323,13 +357,21 @@ def all_figures():
 
 
 def figure_inputs(wildcards):
-    """The result files of one figure, named as its draw function's arguments."""
+    """The result files of one figure, named as its draw function's arguments; a figure the
+    config cannot build is refused, naming the config key, before any job runs."""
+    problem = figure_problem(wildcards.figure)
+    if problem is not None:
+        raise ConfigError(
+            f"{rooted('figures/' + wildcards.figure + '.pdf')} cannot be built with this "
+            f"config: it needs {problem}"
+        )
     return FIGURE_TABLE[wildcards.figure]["inputs"](wildcards)
 
 
 def summary_inputs(wildcards):
     """The aggregated results behind the figures `rule all` builds, named for
-    labaug.jobs.summary_job: linear_{data}_{variance}, theory_{variance}, resnet_{dataset}."""
+    labaug.jobs.summary_job: linear_{data}_{variance}, theory_{variance}, resnet_{dataset}.
+    """
     files = {}
     for name in selected_figures():
         for path in FIGURE_TABLE[name]["inputs"](wildcards).values():

@@ -11,7 +11,7 @@ rule fetch_raw:
     input:
         raw_source_files,
     output:
-        "data/raw/{dataset}.npz",
+        RAW_FILE,
     log:
         rooted("logs/data/fetch_{dataset}.log"),
     benchmark:
@@ -33,7 +33,7 @@ rule fetch_raw:
 # identifying values of every seed, read by the task's sweep jobs (labaug.data.images).
 rule binary_task:
     input:
-        raw="data/raw/{dataset}.npz",
+        raw=RAW_FILE,
     output:
         TASK_FILE,
     log:

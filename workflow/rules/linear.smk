@@ -22,6 +22,13 @@ rule linear_sweep:
         runtime=60 * len(config["seeds"]),
     params:
         seeds=config["seeds"],
+        # Each seed's finished result with its fingerprint (labaug.jobs.linear_job): a seed
+        # that finished with the same settings is not trained again. Under the output root.
+        caches=lambda wildcards: expand(
+            rooted("checkpoints/linear/{data}_{variance}/{method}/seed{seed}.nc"),
+            seed=config["seeds"],
+            **dict(wildcards),
+        ),
         # The configuration this job depends on (labaug.slices): Snakemake's params trigger
         # reruns it when this slice changes, and only then; the job reads nothing else.
         config=lambda wildcards: slices.linear_slice(
@@ -35,7 +42,7 @@ rule linear_sweep:
 # `snakemake results/pairs/fmnist.nc`; the log holds the table, hardest pair first.
 rule pair_difficulty:
     input:
-        raw="data/raw/{dataset}.npz",
+        raw=RAW_FILE,
     output:
         rooted("results/pairs/{dataset}.nc"),
     log:

@@ -22,7 +22,7 @@ onstart:
 
 rule train_resnet:
     input:
-        raw="data/raw/{dataset}.npz",
+        raw=RAW_FILE,
     output:
         RESNET_RESULT,
     log:
@@ -40,14 +40,18 @@ rule train_resnet:
     params:
         # resnet.device as resolved once for the whole DAG (common.smk): cpu or cuda.
         device=RESNET_DEVICE,
+        # The run's checkpoint, under the output root (not an output: see below).
+        checkpoint=lambda wildcards: rooted(f"checkpoints/{RESNET_RUN}.pt").format(
+            **dict(wildcards)
+        ),
         # The configuration this run depends on (labaug.slices; the rerun trigger). How it
         # runs (resnet.checkpoint_minutes, runs_per_gpu) is not part of it.
         config=lambda wildcards: slices.resnet_slice(
             config, wildcards.method, wildcards.model, int(wildcards.grid)
         ),
-    # The job resumes from checkpoints/resnet/... (labaug.train.resnet.checkpoint_path);
-    # not an output, since Snakemake deletes the outputs of a failed job. A finished run keeps
-    # its final state there, so a rerun rebuilds the result without training.
+    # The job resumes from its checkpoint; not an output, since Snakemake deletes the outputs
+    # of a failed job. A finished run keeps its final state and fingerprint there, so a rerun
+    # of the same run rebuilds the result without training.
     script:
         "../scripts/train_resnet.py"
 
@@ -77,7 +81,7 @@ rule aggregate_resnet:
 
 rule class_channel_example:
     input:
-        raw="data/raw/{dataset}.npz",
+        raw=RAW_FILE,
     output:
         rooted("results/resnet/{dataset}_example.nc"),
     log:

@@ -13,4 +13,5 @@ with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
         task_path=task if isinstance(task, str) else (task[0] if task else None),
         threads=snakemake.threads,
         rule=snakemake.rule,
+        caches=list(snakemake.params.caches),
     )

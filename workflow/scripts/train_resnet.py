@@ -12,6 +12,7 @@ with logged_job(snakemake.log[0], snakemake.rule, dict(snakemake.wildcards)):
         seed=int(snakemake.wildcards.seed),
         model=snakemake.wildcards.model,
         grid=int(snakemake.wildcards.grid),
+        checkpoint=snakemake.params.checkpoint,
         out=snakemake.output[0],
         raw_path=snakemake.input.raw,
         threads=snakemake.threads,
