@@ -183,15 +183,15 @@ def bundle(dest: Path, python_version: str, also: Sequence[str], datasets: Seque
 
 def copy_dataset(dataset: str, dest: Path) -> None:
     """Copy ``dataset``'s official files from its config ``data_sources`` directory to ``dest``."""
-    from labaug.data.raw import SPECS
+    from labaug import datasets
 
     with open(REPO / "config.yaml") as fh:
         source = yaml.safe_load(fh)["data_sources"].get(dataset)
-    if dataset not in SPECS or not source:
+    if dataset not in datasets.builtin() or not source:
         raise FileNotFoundError(f"config.yaml names no local directory for {dataset!r} "
                                 f"(data_sources.{dataset})")
     dest.mkdir(parents=True, exist_ok=True)
-    for spec in SPECS[dataset].files:
+    for spec in datasets.builtin()[dataset].files:
         if not (Path(source) / spec.name).is_file():
             raise FileNotFoundError(f"{spec.name} not found in {source} (data_sources.{dataset})")
         shutil.copyfile(Path(source) / spec.name, dest / spec.name)

@@ -18,8 +18,6 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from labaug.data.raw import SPECS
-
 Method = str
 """A registered label-augmentation name (`labaug.augment.names`)."""
 Variance = Literal["zero", "low"]
@@ -28,9 +26,6 @@ DeviceSetting = Literal["auto", "cpu", "cuda"]
 PrecisionSetting = Literal["auto", "bf16", "fp16", "fp32"]
 
 VARIANCES: tuple[Variance, ...] = ("zero", "low")
-IMAGE_DATASETS: tuple[str, ...] = tuple(SPECS)
-"""The image datasets, one per entry of `labaug.data.raw.SPECS`."""
-LINEAR_DATA: tuple[str, ...] = ("synthetic", *IMAGE_DATASETS)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 
 

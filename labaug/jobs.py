@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -475,7 +476,9 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
     r = part["resnet"]
     data = load_class_channel_data(raw_path, dataset, seed, sigma=r["channel_sigma"],
                                    train_subset=r["train_subset"], test_subset=r["test_subset"])
-    image = load_npz(raw_path).x_train[index].astype(np.float64) / 255.0
+    pixels = load_npz(raw_path).x_train[index]
+    # uint8 pixels as [0, 1]; a user's float images as they are (the figure clips to [0, 1]).
+    image = pixels.astype(np.float64) / (255.0 if pixels.dtype == np.uint8 else 1.0)
     label = int(data.y_train[index])
     x = torch.as_tensor(data.x_train[index:index + 1])
     train_input = with_class_channels(x, torch.as_tensor(data.y_train[index:index + 1]),
@@ -510,41 +513,99 @@ SHARED_DATA = Path("data") / "shared"
 def fetch_job(config: Mapping[str, Any], dataset: str, out_npz: PathLike,
               allow_download: bool | None = None,
               shared: PathLike = SHARED_DATA) -> RawImages:
-    """Acquire one raw dataset with the source directory and checksums of ``config`` (its slice,
-    `labaug.slices.fetch_slice`, or the whole config; ``data_checksums``: {dataset: {file name:
-    hex digest}} replaces the official checksums, for a repackaged mirror or generated archives
-    in tests); ``allow_download`` None = the whole config's ``allow_download``.
+    """Acquire one raw dataset: a built-in one with the source directory and checksums of
+    ``config`` (its slice, `labaug.slices.fetch_slice`, or the whole config; ``data_checksums``:
+    {dataset: {file name: hex digest}} replaces the official checksums, for a repackaged mirror
+    or generated archives in tests), or a user's from its ``datasets.<name>`` entry;
+    ``allow_download`` None = the whole config's ``allow_download``.
 
     The dataset is prepared once for every output root: under ``shared``, named by the
-    checksums it was verified against (`labaug.data.raw.prepared_name`), by one process at a
-    time (a lock: roots started together wait for each other instead of failing), and then
-    linked to ``out_npz``, this root's own file. A failure here removes at most this root's
-    file, never the shared one."""
-    from labaug.data.raw import fetch, load_npz, prepared_name
+    checksums its files were verified against, or, for a user's files without published
+    checksums, by the sha256 of the files read (`labaug.data.raw.prepared_name`; the log names
+    the files that changed since the last preparation), by one process at a time (a lock: roots
+    started together wait for each other instead of failing), and then linked to ``out_npz``,
+    this root's own file. A failure here removes at most this root's file, never the shared
+    one."""
+    from labaug import datasets
+    from labaug.data.raw import load_npz, prepared_name, read_sources, save_npz
+    from labaug.datasets.formats import parse
+    from labaug.datasets.user import directory_of, files_of
     from labaug.io import locked
 
     part = slices.fetch_slice(config, dataset)
     if allow_download is None:
         allow_download = bool(config["allow_download"])
-    checksums = part.get("data_checksums", {}).get(dataset)
-    prepared = Path(shared) / prepared_name(dataset, checksums)
+    spec = datasets.get(dataset, part)
+    payload: dict[str, bytes] | None = None
+    digests: dict[str, str] = {}
+    if spec.builtin:
+        checksums = part.get("data_checksums", {}).get(dataset)
+        spec = spec.with_digests(checksums) if checksums else spec
+        source = part["data_sources"][dataset]
+        prepared = Path(shared) / prepared_name(spec)
+    else:
+        entry = part["datasets"][dataset]
+        spec = replace(spec, files=files_of(spec, entry.get("checksums")))
+        source = str(directory_of(spec))
+        payload, digests = read_sources(spec, source, allow_download, shared)
+        report_changes(Path(shared), spec, digests)
+        prepared = Path(shared) / prepared_name(spec, digests)
     with locked(prepared.with_name(prepared.name + ".lock")):
         raw = None
         if prepared.exists():
             try:
                 raw = load_npz(prepared)
-                log.info("%s: %s was prepared before (the same checksums); reusing it",
-                         dataset, prepared)
+                log.info("%s: %s was prepared before from the same files; reusing it", dataset,
+                         prepared)
             except CorruptFileError as err:
                 log.warning("%s: %s is unreadable (%s); preparing it again", dataset, prepared,
                             err.reason)
                 quarantine(prepared)
         if raw is None:
-            raw = fetch(dataset, part["data_sources"][dataset], allow_download, prepared,
-                        checksums=checksums)
+            if payload is None:
+                payload, digests = read_sources(spec, source, allow_download, shared)
+            raw = parse(spec, payload)
+            save_npz(raw, prepared, digests)
+            log.info("%s: prepared %s (%d train, %d test images of shape %s, %d classes: %s)",
+                     dataset, prepared, len(raw.y_train), len(raw.y_test),
+                     tuple(raw.x_train.shape[1:]), len(raw.classes),
+                     ", ".join(raw.classes[:10]) + (", ..." if len(raw.classes) > 10 else ""))
     publish(prepared, out_npz)
     log.info("%s: %s is %s", dataset, out_npz, prepared)
     return raw
+
+
+def report_changes(shared: Path, spec: Any, digests: Mapping[str, str]) -> None:
+    """Log the sha256 of every file of a user's dataset, and which files changed, appeared or
+    went away since its last preparation (kept in ``shared``, per dataset and path)."""
+    import hashlib
+    import json
+
+    record = shared / (f"{spec.name}-{hashlib.sha256(str(spec.path).encode()).hexdigest()[:8]}"
+                       ".sources.json")
+    before: dict[str, str] = {}
+    if record.exists():
+        try:
+            before = dict(json.loads(record.read_text()))
+        except (OSError, ValueError):
+            before = {}
+    for name, digest in sorted(digests.items()):
+        log.info("%s: %s sha256 %s", spec.name, name, digest)
+    if before:
+        changed = [n for n in digests if n in before and before[n] != digests[n]]
+        added = [n for n in digests if n not in before]
+        removed = [n for n in before if n not in digests]
+        for words, names in (("changed", changed), ("new", added), ("gone", removed)):
+            if names:
+                log.warning("%s: %d file(s) %s since the last preparation: %s", spec.name,
+                            len(names), words, ", ".join(sorted(names)[:20])
+                            + (", ..." if len(names) > 20 else ""))
+        if not (changed or added or removed):
+            log.info("%s: the files are the ones of the last preparation", spec.name)
+    from labaug.io import atomic_path
+
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(dict(digests), sort_keys=True, indent=1))
 
 
 def theory_job(config: Mapping[str, Any], variance: Variance, out: PathLike) -> xr.Dataset:

@@ -20,7 +20,7 @@ from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from labaug import augment  # noqa: E402
-from labaug.data.raw import dataset_title  # noqa: E402
+from labaug.datasets import title as dataset_title  # noqa: E402
 from labaug.io import atomic_path  # noqa: E402
 from labaug.results import (  # noqa: E402
     GRID_DIM,

@@ -6,6 +6,7 @@ import copy
 import difflib
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,13 @@ class ConfigError(ValueError):
     """The configuration violates the schema; the message lists every offending key."""
 
 
-def load_schema(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML (or JSON) schema file; fill in the methods and the datasets from their
-    registries (`with_methods`, `with_datasets`)."""
+def load_schema(path: str | os.PathLike[str],
+                config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML (or JSON) schema file; fill in the methods, models and datasets from their
+    registries (`with_methods`, `with_datasets`; ``config``'s own datasets too)."""
     with open(path) as fh:
         schema: dict[str, Any] = yaml.safe_load(fh)
-    return with_datasets(with_methods(schema))
+    return with_datasets(with_methods(schema), config)
 
 
 def with_methods(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,29 +83,35 @@ def with_methods(schema: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def with_datasets(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema with the dataset enum, class-pair, source and checksum keys of every dataset.
+def with_datasets(schema: Mapping[str, Any],
+                  config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The schema with the dataset names, class-pair, source and checksum keys of every dataset.
 
-    The dataset list lives in one place, `labaug.data.raw.SPECS`; each dataset's number of
-    classes bounds the class indices of its pair.
+    The built-in datasets come from `labaug.datasets`; each one's number of classes bounds the
+    class indices of its pair, and its pair and source directory are required (config.yaml
+    holds them). A config's own datasets (``datasets.<name>``) are valid names too; their pair
+    is optional (the first two classes) and checked against their real classes when the
+    workflow starts (`labaug.datasets.user.check_datasets`).
     """
-    from labaug.data.raw import SPECS
+    from labaug import datasets
 
     out: dict[str, Any] = copy.deepcopy(dict(schema))
-    names = list(SPECS)
-    out["$defs"]["dataset"]["enum"] = names
+    builtin = datasets.builtin()
+    out["$defs"]["dataset"]["enum"] = list(datasets.names(
+        config if isinstance((config or {}).get("datasets"), Mapping) else None))
     pair = out["$defs"]["pair"]
     pairs = {
-        name: {**pair, "items": {**pair["items"], "maximum": spec.num_classes - 1},
+        name: {**pair, "items": {**pair["items"], "maximum": int(spec.num_classes or 1) - 1},
                "description": f"two distinct class indices of {spec.title} "
-                              f"(0 to {spec.num_classes - 1})"}
-        for name, spec in SPECS.items()
+                              f"(0 to {int(spec.num_classes or 1) - 1})"}
+        for name, spec in builtin.items()
     }
-    out["properties"]["image"]["properties"]["pairs"].update(properties=pairs, required=names)
+    out["properties"]["image"]["properties"]["pairs"].update(
+        properties=pairs, required=list(builtin), additionalProperties={"$ref": "#/$defs/pair"})
     out["properties"]["data_sources"].update(
-        properties={n: {"$ref": "#/$defs/source"} for n in names}, required=names)
+        properties={n: {"$ref": "#/$defs/source"} for n in builtin}, required=list(builtin))
     out["properties"]["data_checksums"].update(
-        properties={n: {"$ref": "#/$defs/checksums"} for n in names})
+        properties={n: {"$ref": "#/$defs/checksums"} for n in builtin})
     return out
 
 
@@ -231,6 +239,17 @@ def _relations(config: Mapping[str, Any]) -> list[str]:
     if isinstance(synthetic, Mapping) and not _ordered(synthetic, "u_low", "u_high"):
         problems.append(f"synthetic: u_low = {_fmt(synthetic['u_low'])} exceeds u_high = "
                         f"{_fmt(synthetic['u_high'])}; allowed: u_low <= u_high")
+    entries = config.get("datasets")
+    if isinstance(entries, Mapping):
+        from labaug import datasets
+
+        for name in entries:
+            if name in datasets.builtin() or name == "synthetic":
+                problems.append(f"datasets.{name}: {name!r} is the name of a built-in "
+                                "experiment's data; give your dataset another name")
+            elif not re.match(r"^[a-z][a-z0-9_]*$", str(name)):
+                problems.append(f"datasets.{name}: a dataset name is lower-case letters, "
+                                "digits and _, starting with a letter")
     root = config.get("output_root")
     if isinstance(root, str) and os.path.exists(root) and not os.path.isdir(root):
         problems.append(f"output_root = {_fmt(root)} is an existing file; allowed: a directory "
@@ -301,7 +320,7 @@ def validate_config(config: Mapping[str, Any],
                     schema: str | os.PathLike[str] | Mapping[str, Any] = SCHEMA_PATH) -> None:
     """Raise ConfigError listing every key of ``config`` that the schema rejects; a valid
     config is `normalize`d in place."""
-    loaded = schema if isinstance(schema, Mapping) else load_schema(schema)
+    loaded = schema if isinstance(schema, Mapping) else load_schema(schema, config)
     problems = config_errors(config, loaded)
     if not problems:
         normalize(config, loaded)

@@ -52,18 +52,25 @@ def linear_slice(config: Mapping[str, Any], data: str, variance: str,
                  method: str) -> dict[str, Any]:
     """What one linear sweep job (data, variance, method; any seed) depends on."""
     paths = ["optim", f"grids.{method}", "linear.device"]
-    paths += ["synthetic"] if data == "synthetic" else ["image.gamma", f"image.pairs.{data}"]
+    paths += ["synthetic"] if data == "synthetic" else ["image.gamma"]
     if variance == "low":
         paths.append("low_noise")
     if has_draws(method):
         paths.append("mix_per_batch")
-    return pick(config, paths)
+    out = pick(config, paths)
+    if data != "synthetic":
+        out["image"]["pairs"] = {data: list(pair_of(config, data))}
+    return out
+
+
+DEFAULT_PAIR = (0, 1)
+"""The class pair of an image dataset whose config names none: its first two classes."""
 
 
 def pair_of(part: Mapping[str, Any], data: str) -> tuple[int, int]:
-    """The configured class pair (``image.pairs``) of an image dataset, from the whole config or
-    a slice holding it."""
-    pair = part["image"]["pairs"][data]
+    """The class pair (``image.pairs.<data>``, default `DEFAULT_PAIR`) of an image dataset,
+    from the whole config or a slice holding it."""
+    pair = ((part.get("image") or {}).get("pairs") or {}).get(data, DEFAULT_PAIR)
     return int(pair[0]), int(pair[1])
 
 
@@ -144,7 +151,11 @@ def methods_slice(config: Mapping[str, Any], experiment: augment.Experiment) -> 
 
 
 def fetch_slice(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """What data/raw/{dataset}.npz depends on: its source directory and checksums."""
+    """What data/raw/{dataset}.npz depends on: a built-in dataset's source directory and
+    checksums; a user's dataset entry (``datasets.<name>``: format, path, classes, ...)."""
+    entry = (config.get("datasets") or {}).get(dataset)
+    if entry is not None:
+        return {"datasets": {dataset: canonical(entry)}}
     out: dict[str, Any] = {"data_sources": {dataset: config["data_sources"].get(dataset)}}
     checksums = (config.get("data_checksums") or {}).get(dataset)
     if checksums is not None:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labaug.data.raw import SPECS, ArchiveSpec, RawImages
+from labaug import datasets
+from labaug.datasets import Dataset, RawImages
 
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck")
@@ -157,14 +158,14 @@ def write_fmnist(directory: Path, n_train: int = 60, n_test: int = 30, seed: int
                                 "train-labels-idx1-ubyte": y_train.astype(np.uint8),
                                 "t10k-images-idx3-ubyte": x_test,
                                 "t10k-labels-idx1-ubyte": y_test.astype(np.uint8)}, compressed)
-    from labaug.data.raw import FMNIST_CLASSES
+    from labaug.datasets.fmnist import CLASSES
 
-    return RawImages(x_train[:, None], y_train, x_test[:, None], y_test, FMNIST_CLASSES)
+    return RawImages(x_train[:, None], y_train, x_test[:, None], y_test, CLASSES)
 
 
-def spec_for(dataset: str, directory: Path) -> ArchiveSpec:
-    """The official spec of ``dataset`` with checksums of the files generated in ``directory``."""
-    spec = SPECS[dataset]
+def spec_for(dataset: str, directory: Path) -> Dataset:
+    """The built-in ``dataset`` with checksums of the files generated in ``directory``."""
+    spec = datasets.builtin()[dataset]
     digests = {}
     for f in spec.files:
         path = next(p for p in f.candidates(directory) if p.is_file())

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from labaug import augment, models
-from labaug.config import IMAGE_DATASETS
-from labaug.data.raw import SPECS
+from labaug import augment, datasets, models
 from labaug.schema import ConfigError, config_errors, load_schema, validate_config
 from tests.conftest import PRESETS, REPO, load_yaml, merged_config
 
@@ -191,24 +189,30 @@ def test_the_schema_lists_exactly_the_registered_methods() -> None:
     assert SCHEMA["$defs"]["model"]["enum"] == list(models.names())
 
 
+BUILTIN = datasets.builtin()
+
+
 def test_the_schema_lists_exactly_the_registered_datasets() -> None:
-    # The YAML file names no dataset; load_schema fills them in from labaug.data.raw.SPECS,
-    # each class pair bounded by the dataset's number of classes.
+    # The YAML file names no dataset; load_schema fills them in from labaug.datasets, each
+    # class pair bounded by the dataset's number of classes (read from the registry).
     text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
-    assert not any(name in text for name in SPECS)
-    names = list(SPECS)
+    assert not any(name in text for name in BUILTIN)
+    names = list(BUILTIN)
     assert SCHEMA["$defs"]["dataset"]["enum"] == names
     pairs = SCHEMA["properties"]["image"]["properties"]["pairs"]
     assert pairs["required"] == names
     assert {n: p["items"]["maximum"] for n, p in pairs["properties"].items()} == {
-        "cifar10": 9, "cifar100": 99, "fmnist": 9}
+        n: int(spec.num_classes or 0) - 1 for n, spec in BUILTIN.items()}
     assert SCHEMA["properties"]["data_sources"]["required"] == names
     assert list(SCHEMA["properties"]["data_checksums"]["properties"]) == names
     assert "required" not in SCHEMA["properties"]["data_checksums"]
-    assert IMAGE_DATASETS == tuple(names)
+    # A config's own datasets are names too (their pairs optional, their sources in the entry).
+    own = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml",
+                      {"datasets": {"mine": {"format": "npz", "path": "x.npz"}}})
+    assert own["$defs"]["dataset"]["enum"] == [*names, "mine"]
 
 
-@pytest.mark.parametrize("dataset", list(SPECS))
+@pytest.mark.parametrize("dataset", list(BUILTIN))
 def test_every_dataset_needs_its_pair_and_source(dataset: str) -> None:
     for section, keys in (("image.pairs", ("image", "pairs")), ("data_sources", ("data_sources",))):
         config = merged_config()
@@ -219,7 +223,7 @@ def test_every_dataset_needs_its_pair_and_source(dataset: str) -> None:
         problems = config_errors(config, SCHEMA)
         assert f"{section}.{dataset}: required key missing ({dataset})" in problems, problems
     config = merged_config()
-    top = SPECS[dataset].num_classes - 1
+    top = int(BUILTIN[dataset].num_classes or 0) - 1
     config["image"]["pairs"][dataset] = [0, top + 1]
     assert config_errors(config, SCHEMA) == [
         f"image.pairs.{dataset}[1] = {top + 1} is out of range; allowed: [0, {top}]"]

@@ -1,15 +1,11 @@
-"""Adding a label augmentation or a dataset is one entry in its registry and its config keys.
+"""Adding a label augmentation is one module in its registry and its config keys.
 
 A scratch copy of this repository gets one new module in ``labaug/augment/`` (registered
 through the public extension point, `labaug.augment.register`) and its grid and ResNet value
-in ``config.yaml``, exactly as the README's "Adding a label augmentation" says. The smoke DAG
-then runs it everywhere the registry says it applies, with no other edit: it is in every result
-file and every figure, and the theory step says by name that it has no exact minimizer.
-
-Likewise a new image dataset is one entry in ``labaug.data.raw.SPECS`` and its class pair and
-source directory in ``config.yaml`` (README "Adding a dataset"): its raw files are verified and
-read, and it runs through the binary-image sweeps and the class-channel runs into every image
-figure.
+in ``config.yaml``, exactly as the docs' "Add a method" says. The smoke DAG then runs it
+everywhere the registry says it applies, with no other edit: it is in every result file and
+every figure, and the theory step says by name that it has no exact minimizer. (A new dataset
+needs no edit of the repository at all: `tests/test_datasets.py`.)
 """
 
 from __future__ import annotations
@@ -18,13 +14,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import xarray as xr
 import yaml
 
 from labaug.results import METHOD_DIM
-from tests.archives import write_idx_files
 from tests.cluster.smoke import SMALL, snakemake, write_overrides
 from tests.conftest import REPO
 
@@ -117,72 +111,3 @@ def test_a_new_method_reaches_every_result_and_figure(tmp_path: Path) -> None:
     assert "label_shift" not in (figures / "theory.log").read_text()
     theory_log = (work / "logs" / "theory" / "synthetic_zero.log").read_text()
     assert "no population loss for label_shift" in theory_log
-
-
-# A four-class MNIST-style dataset of 16 x 16 images: four idx files, read by the same parser
-# as Fashion-MNIST. Its official digests are unknown placeholders; the test's config gives the
-# generated files' digests through data_checksums, as a repackaged mirror would.
-TOY_FILES = ("toy-train-images.gz", "toy-train-labels.gz", "toy-test-images.gz",
-             "toy-test-labels.gz")
-TOY_ENTRY = f'''    "toy": ArchiveSpec(
-        "toy", "Toy shapes", 4,
-        tuple(SourceFile(name, "https://example.invalid/toy/" + name, "0" * 64, "sha256",
-                         decompressed=True) for name in {TOY_FILES!r}),
-        idx_parser(*{TOY_FILES!r}, ("square", "circle", "cross", "ring")),
-    ),
-'''
-SPECS_LINE = "SPECS: Mapping[str, ArchiveSpec] = MappingProxyType({\n"
-
-
-def add_toy_dataset(repo: Path) -> list[Path]:
-    """Follow the README: an entry in SPECS, and its pair and source in config.yaml."""
-    raw = repo / "labaug" / "data" / "raw.py"
-    text = raw.read_text()
-    assert text.count(SPECS_LINE) == 1
-    raw.write_text(text.replace(SPECS_LINE, SPECS_LINE + TOY_ENTRY))
-    config_path = repo / "config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    config["image"]["pairs"]["toy"] = [1, 3]
-    config["data_sources"]["toy"] = None
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return [raw, config_path]
-
-
-def write_toy_files(directory: Path, n_train: int = 400, n_test: int = 120) -> dict[str, str]:
-    """The toy dataset's four gzipped idx files; returns their content sha256s."""
-    rng = np.random.default_rng(0)
-    directory.mkdir(parents=True)
-    arrays = (rng.integers(0, 256, (n_train, 16, 16)), rng.integers(0, 4, n_train),
-              rng.integers(0, 256, (n_test, 16, 16)), rng.integers(0, 4, n_test))
-    return write_idx_files(directory, {name.removesuffix(".gz"): array.astype(np.uint8)
-                                       for name, array in zip(TOY_FILES, arrays, strict=True)})
-
-
-def test_a_new_dataset_reaches_every_image_result_and_figure(tmp_path: Path) -> None:
-    repo = scratch_copy(tmp_path / "repo")
-    touched = add_toy_dataset(repo)
-    assert len(touched) <= 2       # the README's promise: its SPECS entry and config.yaml (+ tests)
-    work = tmp_path / "run"
-    work.mkdir()
-    digests = write_toy_files(work / "sources" / "toy")
-    overrides = write_overrides(work, {"seeds": [0], "image_datasets": ["toy"],
-                                       "resnet": {"datasets": ["toy"]}})
-    config = yaml.safe_load(overrides.read_text())
-    config["data_sources"]["toy"] = str(work / "sources" / "toy")
-    config["data_checksums"]["toy"] = digests
-    overrides.write_text(yaml.safe_dump(config))
-    figures = ("fig2", "fig3", "fig7", "fig4", "fig5")
-    proc = snakemake(work, "--cores", "2", *(f"figures/{name}.pdf" for name in figures),
-                     repo=repo)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-
-    assert "toy: reading local source" in (work / "logs" / "data" / "fetch_toy.log").read_text()
-    for path in ("results/linear/toy_zero.nc", "results/linear/toy_low.nc",
-                 "results/resnet/toy.nc"):
-        with xr.open_dataset(work / path) as ds:
-            assert ds[METHOD_DIM].size >= 3, path
-            assert ds["test_error"].notnull().all(), path
-    with xr.open_dataset(work / "results" / "linear" / "toy_zero.nc") as ds:
-        assert ds.attrs["class_pair"] == "circle vs ring"           # the configured pair [1, 3]
-    for name in figures:
-        assert (work / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"

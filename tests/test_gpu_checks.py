@@ -23,8 +23,8 @@ import pytest
 import torch
 import yaml
 
+from labaug import datasets
 from labaug.config import defaults
-from labaug.data.raw import SPECS
 
 from .conftest import REPO
 
@@ -58,7 +58,7 @@ def test_bundled_data_are_the_official_files(tmp_path: Path) -> None:
         pytest.skip(f"needs Debian's dataset-fashion-mnist in {source} (make system-test)")
     gpu_checks.copy_dataset("fmnist", tmp_path / "fmnist")
     names = sorted(p.name for p in (tmp_path / "fmnist").iterdir())
-    assert names == sorted(f.name for f in SPECS["fmnist"].files)
+    assert names == sorted(f.name for f in datasets.builtin()["fmnist"].files)
     with pytest.raises(FileNotFoundError, match="data_sources.cifar10"):
         gpu_checks.copy_dataset("cifar10", tmp_path / "cifar10")
 

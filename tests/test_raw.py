@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import labaug.data.raw as raw_mod
+from labaug import datasets
 from labaug.data.raw import (
-    SPECS,
     ChecksumError,
     RawDataError,
     RawImages,
@@ -126,14 +126,14 @@ def test_official_checksums_reject_generated_files(tmp_path: Path, dataset: str)
 def test_official_checksums_match_torchvision() -> None:
     from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
 
-    assert SPECS["cifar10"].files[0].digest == CIFAR10.tgz_md5
-    assert SPECS["cifar100"].files[0].digest == CIFAR100.tgz_md5
-    assert {f.name: f.download_md5 for f in SPECS["fmnist"].files} == dict(
+    assert datasets.builtin()["cifar10"].files[0].digest == CIFAR10.tgz_md5
+    assert datasets.builtin()["cifar100"].files[0].digest == CIFAR100.tgz_md5
+    assert {f.name: f.download_md5 for f in datasets.builtin()["fmnist"].files} == dict(
         FashionMNIST.resources)
     assert all(f.algorithm == "sha256" and f.decompressed and len(f.digest) == 64
-               for f in SPECS["fmnist"].files)
-    assert SPECS["cifar10"].files[0].url == CIFAR10.url
-    assert SPECS["cifar100"].files[0].url == CIFAR100.url
+               for f in datasets.builtin()["fmnist"].files)
+    assert datasets.builtin()["cifar10"].files[0].url == CIFAR10.url
+    assert datasets.builtin()["cifar100"].files[0].url == CIFAR100.url
 
 
 def test_truncated_archive_fails_then_replacement_succeeds(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_no_source_and_no_download_says_which_file_goes_where(tmp_path: Path,
     with pytest.raises(RawDataError) as info:
         fetch("fmnist", src, False, tmp_path / "raw" / "fmnist.npz")
     msg = str(info.value)
-    assert all(f.name in msg for f in SPECS["fmnist"].files)
+    assert all(f.name in msg for f in datasets.builtin()["fmnist"].files)
     assert "data_sources.fmnist" in msg and "dataset-fashion-mnist" in msg
     assert leftovers(tmp_path / "raw") == []
 

@@ -1,7 +1,8 @@
 # Input functions and shared settings for every rule file.
-from labaug import augment, models
+from labaug import augment, datasets, models
 from labaug.captions import ProvenanceCaption
-from labaug.config import IMAGE_DATASETS, LINEAR_DATA, VARIANCES
+from labaug.config import VARIANCES
+from labaug.datasets.user import check_datasets
 from labaug.devices import (
     device_summary,
     device_warnings,
@@ -14,9 +15,12 @@ from labaug.errors import quarantined
 from labaug.schema import ConfigError
 from pathlib import Path
 
+# The image datasets this config can name: the built-in ones and its own (config datasets).
+IMAGE_DATASETS = datasets.names(config)
+
 
 wildcard_constraints:
-    data="|".join(LINEAR_DATA),
+    data="|".join(["synthetic", *IMAGE_DATASETS]),
     dataset="|".join(IMAGE_DATASETS),
     variance="|".join(VARIANCES),
     method="|".join(augment.names()),
@@ -95,9 +99,15 @@ RESNET_RUN = "resnet/{dataset}/{model}/{method}/grid{grid}/seed{seed}"
 RESNET_RESULT = rooted(f"results/{RESNET_RUN}.nc")
 
 # LABAUG_INJECT_NAN (failure injection, labaug.train.resnet) is checked here, before any job: a
-# malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG.
+# malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG. So is
+# every dataset of the user's that the config runs: its files, its classes, its class pair.
 if workflow.is_main_process:
     check_inject_nan(config)
+    _problems = check_datasets(
+        config, [*config["image_datasets"], *config["resnet"]["datasets"]]
+    )
+    if _problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(_problems))
 
 
 # Files a job found unreadable and moved aside (<file>.corrupt, labaug.jobs.logged_job). The
@@ -179,12 +189,19 @@ def seed_priority(wildcards):
 
 
 def raw_source_files(wildcards):
-    """The local source files of a dataset when its configured directory holds them all."""
+    """The files a dataset is prepared from: a built-in one's official files when its
+    configured directory holds them all; every file of a user's dataset (a changed file
+    reruns the preparation and what follows)."""
     from labaug.data.raw import local_source_files
+    from labaug.datasets.user import directory_of, files_of
 
-    return local_source_files(
-        wildcards.dataset, config["data_sources"].get(wildcards.dataset)
-    )
+    spec = datasets.get(wildcards.dataset, config)
+    if spec.builtin:
+        return local_source_files(
+            wildcards.dataset, config["data_sources"].get(wildcards.dataset)
+        )
+    base = directory_of(spec)
+    return [str(base / f.name) for f in files_of(spec) if (base / f.name).exists()]
 
 
 def needs(zero=False, low=False, key=None):
