@@ -57,7 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from labaug.config import OptimConfig, defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
 from labaug.data.raw import RawImages
-from labaug.models.resnet18 import CifarResNet18, resnet18
+from labaug.models.nets import CifarResNet18, resnet18
 from labaug.rng import numpy_rng, torch_rng
 from labaug.train.resnet import ResNetRun, ResNetTrainer, train_resnet
 

@@ -24,12 +24,13 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from labaug.config import Device, DeviceSetting, PrecisionSetting
 from labaug.io import try_lock
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEVICE_KEYS", "Device", "DeviceSetting", "DeviceUnavailableError", "Precision",
            "PrecisionSetting", "cuda_available", "cuda_unusable_reason", "device_name",
@@ -57,8 +58,26 @@ class DeviceUnavailableError(RuntimeError):
     """A job is configured for a device this machine does not have; nothing was trained."""
 
 
+GPU_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/dxg", "/dev/nvhost-ctrl-gpu")
+"""Device files one of which exists wherever a CUDA GPU can be used: an NVIDIA driver's (Linux,
+and GPU containers), WSL 2's, NVIDIA Jetson's."""
+
+
+def gpu_device_nodes() -> bool:
+    """Whether this machine has a device file through which a CUDA GPU could be reached; where
+    it has none, torch need not even be imported to know there is no GPU."""
+    import glob
+
+    return any(glob.glob(pattern) for pattern in GPU_DEVICE_NODES)
+
+
 def cuda_available() -> bool:
-    """Whether this process sees a usable CUDA GPU."""
+    """Whether this process sees a usable CUDA GPU (without importing torch where there is no
+    GPU device file at all, which keeps `snakemake` quick to start on a CPU-only machine)."""
+    if not gpu_device_nodes():
+        return False
+    import torch
+
     return bool(torch.cuda.is_available())
 
 
@@ -87,7 +106,7 @@ def device_summary(config: Mapping[str, Any], resnet_device: str,
         listed = nvidia_gpus()
         seen = ("this machine sees no CUDA GPU" if not listed else
                 f"torch sees no CUDA GPU, though the NVIDIA driver lists {len(listed)}: "
-                f"{cuda_unusable_reason(torch.version.cuda)}")
+                f"{cuda_unusable_reason(this_torch_cuda())}")
     requesting = ", ".join(rule for rule, res in gpu_jobs.items() if res.get("gpu")) or "none"
     return (f"labaug devices: ResNet runs on {resnet_device} (resnet.device: {resnet['device']}; "
             f"{seen}), precision {resnet['precision']}, "
@@ -113,9 +132,18 @@ def nvidia_gpus(root: Path = NVIDIA_DRIVER_GPUS) -> list[str]:
     return names
 
 
+def this_torch_cuda() -> str | None:
+    """The CUDA version this process's torch was built for (None: built without CUDA)."""
+    import torch
+
+    return torch.version.cuda
+
+
 def cuda_unusable_reason(cuda_build: str | None) -> str:
     """Why this process's torch (built for CUDA ``cuda_build``, None = without CUDA) cannot use
     a GPU that the driver lists, with what to do about it."""
+    import torch
+
     if cuda_build is None:
         return (f"this torch ({torch.__version__}) was built without CUDA; `make setup` installs "
                 "the CUDA build that constraints.txt pins (on Linux x86-64 the PyPI wheels are "
@@ -130,7 +158,7 @@ def cuda_unusable_reason(cuda_build: str | None) -> str:
 
 def device_warnings(config: Mapping[str, Any], resnet_device: str, runs: int,
                     gpus: Sequence[str] | None = None,
-                    cuda_build: str | None = torch.version.cuda) -> list[str]:
+                    cuda_build: str | None | Literal["this torch"] = "this torch") -> list[str]:
     """Warnings for the start of a run, about the ``runs`` ResNet jobs it will train on
     ``resnet_device``: ``auto`` chose the CPU although the NVIDIA driver lists a GPU
     (``gpus``; default: `nvidia_gpus`) that torch (built for ``cuda_build``; default: this
@@ -141,10 +169,11 @@ def device_warnings(config: Mapping[str, Any], resnet_device: str, runs: int,
     warnings = []
     gpus = nvidia_gpus() if gpus is None else gpus
     if gpus:
+        build = this_torch_cuda() if cuda_build == "this torch" else cuda_build
         warnings.append(
             f"labaug WARNING: resnet.device: auto chose the CPU, but the NVIDIA driver lists "
             f"{len(gpus)} GPU(s) here ({', '.join(dict.fromkeys(gpus))}) that torch cannot "
-            f"use: {cuda_unusable_reason(cuda_build)}. Fix that and rerun to train on the GPU, "
+            f"use: {cuda_unusable_reason(build)}. Fix that and rerun to train on the GPU, "
             f"or set resnet.device: cpu to train on the CPU on purpose.")
     from labaug import models
 
@@ -167,6 +196,8 @@ def require_device(device: str, *, key: str, rule: str, job: str) -> None:
     """Raise `DeviceUnavailableError` when ``device`` is cuda and this machine has no CUDA GPU."""
     if device != "cuda" or cuda_available():
         return
+    import torch
+
     raise DeviceUnavailableError(
         f"rule {rule}, job {job}: {key} is cuda, but host {socket.gethostname()} has no usable "
         f"CUDA GPU (torch.cuda.is_available() is False; torch {torch.__version__}, built for "
@@ -202,6 +233,8 @@ def job_gpu(device: str, slots: Path = GPU_SLOTS) -> Iterator[str]:
     """The GPU of one cuda job on a machine that sees several: a slot of `gpu_slot`, made this
     process's current CUDA device (so "cuda" means it), described for the log ("GPU 2 of 4");
     "" where there is nothing to choose (the CPU, one visible GPU, as on a SLURM node)."""
+    import torch
+
     count = torch.cuda.device_count() if device == "cuda" else 0
     if count < 2:
         yield ""
@@ -217,6 +250,8 @@ def native_bf16() -> bool:
     Not ``torch.cuda.is_bf16_supported()`` as such: by default it also says yes for an older GPU
     (a V100 or T4) that only emulates bf16, far slower than its fp16 tensor cores.
     """
+    import torch
+
     return bool(torch.cuda.is_available()
                 and torch.cuda.is_bf16_supported(including_emulation=False))
 
@@ -235,6 +270,8 @@ def resolve_precision(setting: str, device: str) -> Precision:
 
 def device_name(device: str | torch.device) -> str:
     """The hardware behind ``device``: the GPU's name on cuda, the CPU's description otherwise."""
+    import torch
+
     dev = torch.device(device)
     if dev.type == "cuda":
         return str(torch.cuda.get_device_name(dev))

@@ -13,8 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from labaug import augment, slices
 from labaug.config import (
     Method,
@@ -25,18 +23,16 @@ from labaug.config import (
     synthetic_config,
     theory_config,
 )
-from labaug.data import LinearData
-from labaug.data.synthetic import high_block, low_block, make_synthetic
 from labaug.devices import DEVICE_KEYS, device_name, job_gpu, require_device, resolve_device
 from labaug.errors import CorruptFileError, LabaugError, quarantine, resource_error
-from labaug.metrics import block_norm, pixel_ratio
 from labaug.results import aggregate_files, linear_job_dataset, provenance, write_netcdf
-from labaug.train.linear import SweepResult, train_sweep
 
 if TYPE_CHECKING:
     import xarray as xr
 
+    from labaug.data import LinearData
     from labaug.data.raw import RawImages
+    from labaug.train.linear import SweepResult
 
 log = logging.getLogger("labaug")
 
@@ -111,6 +107,8 @@ def low_noise_of(part: Mapping[str, Any], variance: Variance) -> float:
 def synthetic_data(part: Mapping[str, Any], variance: Variance, seed: int) -> LinearData:
     """The synthetic training/test split of one seed, from a config slice
     (`labaug.slices.linear_slice` or the whole config)."""
+    from labaug.data.synthetic import make_synthetic
+
     return make_synthetic(synthetic_config(part["synthetic"]), seed, variance,
                           low_noise_of(part, variance))
 
@@ -149,8 +147,11 @@ def linear_job(config: Mapping[str, Any], data: str, variance: Variance, method:
     with its fingerprint (`labaug.fingerprint.linear_fingerprint`): a seed whose cache holds
     the same fingerprint is not trained again, so adding a seed trains only that seed. The log
     gives the start-up (interpreter and imports, reading data) beside training."""
+    import torch
+
     from labaug.fingerprint import linear_fingerprint
     from labaug.integrity import array_digest
+    from labaug.train.linear import train_sweep
 
     started = process_seconds()
     t0 = time.perf_counter()
@@ -267,6 +268,9 @@ def write_linear_result(part: Mapping[str, Any], data: str, variance: Variance, 
                         out: PathLike, fingerprint: Mapping[str, Any] | None = None) -> None:
     """One seed's sweep as its per-seed netCDF (`labaug.results.linear_job_dataset`), with its
     fingerprint where given."""
+    from labaug.data.synthetic import high_block, low_block
+    from labaug.metrics import block_norm, pixel_ratio
+
     variables = {
         "test_error": (result.test_error, "test error (fraction misclassified)"),
         "train_loss": (result.train_loss,
@@ -380,6 +384,8 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     run fail. On a machine that sees several GPUs, a cuda run trains on a GPU of its own
     (`labaug.devices.job_gpu`).
     """
+    import torch
+
     from labaug.data.channels import load_class_channel_data
     from labaug.models import describe_model
     from labaug.results import resnet_job_dataset
@@ -390,7 +396,6 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
         checkpoint_lock,
         checkpoint_path,
         finalize_checkpoint,
-        injected_nan_epoch,
         train_resnet,
     )
 
@@ -408,6 +413,8 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     optim = optim_config({**o, "epochs": o["epochs"] if r.epochs is None else r.epochs,
                           "batch_size": o["batch_size"] if r.batch_size is None
                           else r.batch_size})
+    from labaug.train.inject import injected_nan_epoch
+
     nan_epoch = injected_nan_epoch(run)
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -461,6 +468,7 @@ def class_channel_example_job(config: Mapping[str, Any], dataset: str, raw_path:
     """Write the Fig. 5 example: one training image, its class vector, train and test inputs
     (``config``: the slice `labaug.slices.example_slice` or the whole config)."""
     import numpy as np
+    import torch
     import xarray as xr
 
     from labaug.data.channels import (
@@ -644,6 +652,8 @@ def pair_difficulty_job(config: Mapping[str, Any], dataset: str, raw_path: PathL
     """Measure how hard every class pair of ``dataset`` is for plain logistic regression.
 
     ``config``: the job's slice (`labaug.slices.pairs_slice`) or the whole config."""
+    import torch
+
     from labaug.data.raw import load_npz
     from labaug.pairs import difficulty_table, pair_difficulty
 

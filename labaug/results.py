@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import xarray as xr
 
 import labaug
@@ -53,6 +52,8 @@ def provenance(cfg: Config | Mapping[str, Any] | str, seed: int | None = None,
     Config, the config slice the job depends on (`labaug.slices`; then the slice itself is
     stored too, as JSON in ``config``, for the captions), or its hash), the device it was
     computed on (cpu or cuda), that device's hardware name, the precision, ..."""
+    import torch
+
     from labaug.config import config_sha256
     from labaug.devices import device_name
 

@@ -22,9 +22,7 @@ from torch import Tensor, nn
 from labaug import models
 from labaug.config import defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
-from labaug.models import ClassChannelNet
-from labaug.models.resnet18_gn import group_count
-from labaug.models.resnet18_nn import NormFreeResNet18
+from labaug.models.nets import ClassChannelNet, NormFreeResNet18, group_count
 from labaug.results import (
     GRID_DIM,
     METHOD_DIM,

@@ -13,7 +13,7 @@ from labaug.data.channels import class_channel_data
 from labaug.data.images import binary_task, make_binary, pair_names
 from labaug.data.raw import RawImages
 from labaug.models import build_model, describe_model
-from labaug.models.mlp import ClassChannelMLP
+from labaug.models.nets import ClassChannelMLP
 from labaug.pairs import difficulty_table, pair_difficulty
 from labaug.rng import torch_rng
 from labaug.train.resnet import ResNetRun, train_resnet

@@ -18,16 +18,8 @@ from labaug.data.raw import save_npz
 from labaug.errors import CheckpointInUseError, CorruptFileError, LabaugError
 from labaug.jobs import aggregate_job, linear_job, logged_job, resnet_job, task_job
 from labaug.results import write_netcdf
-from labaug.train.resnet import (
-    NAN_ENV,
-    NanInjection,
-    ResNetRun,
-    checkpoint_lock,
-    checkpoint_path,
-    parse_inject_nan,
-    train_resnet,
-    unmatched_injections,
-)
+from labaug.train.inject import NAN_ENV, NanInjection, parse_inject_nan, unmatched_injections
+from labaug.train.resnet import ResNetRun, checkpoint_lock, checkpoint_path, train_resnet
 from tests.conftest import merged_config
 from tests.test_resnet import OPTIM, TINY, separable_raw
 

@@ -19,15 +19,15 @@ from labaug.config import Method, defaults
 from labaug.data.channels import ClassChannelData, class_channel_data
 from labaug.data.raw import RawImages
 from labaug.losses import one_hot, soft_cross_entropy
-from labaug.models.resnet18 import CifarResNet18, resnet18
+from labaug.models.nets import CifarResNet18, resnet18
 from labaug.rng import torch_rng
+from labaug.train.inject import injected_nan_epoch
 from labaug.train.resnet import (
     NonFiniteLossError,
     ResNetRun,
     ResNetTrainer,
     checkpoint_path,
     duration,
-    injected_nan_epoch,
     load_optimizer_state,
     train_resnet,
 )

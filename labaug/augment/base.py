@@ -22,11 +22,13 @@ L2 coefficient the optimizer applies, and its `apply` is the identity.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:   # the registry imports without torch; the arithmetic imports it to run
+    import torch
+    from torch import Tensor
 
 Experiment = Literal["synthetic", "binary_images", "class_channels"]
 """Where a method can run: synthetic vectors (Figs. 1, 6), binary image sweeps (Figs. 2, 3, 7),
@@ -34,7 +36,7 @@ multi-class class-channel runs (Fig. 4)."""
 
 EXPERIMENTS: tuple[Experiment, ...] = ("synthetic", "binary_images", "class_channels")
 
-Draws = Mapping[str, Tensor]
+Draws = Mapping[str, "Tensor"]
 
 
 def hp_key(value: float) -> str:
@@ -49,6 +51,8 @@ def draw_partners(rng: np.random.Generator, steps: int, batch: int) -> np.ndarra
 
 def partner_permutation(keys: Tensor, b: int) -> Tensor:
     """The partner of each of the b examples of a step: the argsort of its first b keys."""
+    import torch
+
     return torch.argsort(keys[:b])
 
 
@@ -60,6 +64,8 @@ def epoch_partners(keys: np.ndarray, n: int, device: torch.device | str = "cpu")
     faster than torch's here; the keys are distinct, so both give the same permutation) and
     copied to the device once.
     """
+    import torch
+
     steps, batch = keys.shape
     full = min(steps, n // batch)
     perms = list(torch.from_numpy(np.argsort(keys[:full], axis=1)).to(device).unbind(0))

@@ -10,9 +10,13 @@ only (the synthetic vectors have none); it must mix inputs, so a linear sweep mi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 from labaug.augment import register
 from labaug.augment.base import Augmentation, Draws
@@ -39,11 +43,15 @@ def draw_boxes(rng: np.random.Generator, lam: np.ndarray, height: int,
 
 
 def box_mask(boxes: Tensor, height: int, width: int,
-             dtype: torch.dtype = torch.bool) -> Tensor:
-    """Masks (..., H, W) that are 1 inside each half-open box (..., 4), as ``dtype``.
+             dtype: torch.dtype | None = None) -> Tensor:
+    """Masks (..., H, W) that are 1 inside each half-open box (..., 4), as ``dtype`` (default
+    bool).
 
     A box is the outer product of a row and a column indicator, built in one pass.
     """
+    import torch
+
+    dtype = torch.bool if dtype is None else dtype
     rows = torch.arange(height, device=boxes.device)
     cols = torch.arange(width, device=boxes.device)
     r0, r1, c0, c1 = (boxes[..., i, None] for i in range(4))
@@ -84,6 +92,8 @@ class CutMix(Augmentation):
         """Paste each model's box from the partner into x (B, M or 1, C, H, W); mix targets."""
         assert partner is not None
         height, width = x.shape[-2:]
+        import torch
+
         mask = box_mask(draws["box"], height, width, x.dtype)   # (B or 1, M, H, W)
         # lerp with weight 0 or 1 is exactly x or its partner (and faster than torch.where).
         pasted = torch.lerp(x, x[partner], mask.unsqueeze(-3))   # (B, M, C, H, W)

@@ -8,10 +8,12 @@ permutation of the batch. Mixing is linear, so a linear model can mix logits ins
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from labaug.augment import register
 from labaug.augment.base import Augmentation, Draws, along, as_dtype
@@ -20,6 +22,8 @@ from labaug.augment.base import Augmentation, Draws, along, as_dtype
 def mix(values: Tensor, lam: Tensor, partner: Tensor, dim: int = 0) -> Tensor:
     """lam * v + (1 - lam) * v[partner] along the batch axis ``dim`` (one lerp); lam broadcasts
     against v."""
+    import torch
+
     return torch.lerp(values.index_select(dim, partner), values, lam)
 
 
@@ -46,6 +50,8 @@ def devroye_beta(u: Tensor, v: Tensor, alpha: float) -> Tensor:
     1996). Element by element (a value depends only on its own two uniforms) and continuous in
     alpha, so one pair of uniforms serves every alpha (common random numbers). Consumes u and v.
     """
+    import torch
+
     c = v.mul_(math.pi).cos_()
     q = u.neg_().add_(1.0).log_().mul_(-1.0 / alpha).exp_().sub_(1.0).mul_(c).mul_(c)
     s = q.reciprocal_().add_(1.0).sqrt_()
@@ -58,6 +64,8 @@ def symmetric_beta(rng: np.random.Generator, alpha: float, size: tuple[int, ...]
     Two uniforms and a dozen in-place operations per draw, about six times faster than numpy's
     ``Generator.beta``, which matters: a Mixup sweep draws 20 x 50,000 weights an epoch.
     """
+    import torch
+
     u = torch.from_numpy(rng.random(size=(2, *size), dtype=np.float32))
     return devroye_beta(u[0], u[1], alpha).numpy()
 

@@ -1,6 +1,7 @@
 """Models of the class-channel runs, and the one registry of them that every layer reads.
 
-Every module of this package (but ``base``) defines one model and registers it, as
+Every module of this package (but ``base`` and ``nets``, the PyTorch code of the networks)
+defines one model and registers it, as
 `labaug.augment` does for methods; config (``resnet.models``), schema, job expansion, trainer,
 results (the ``model`` dimension), figures, captions and tests all read the list from here.
 Adding a model is one module here and its tests.
@@ -11,14 +12,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
+from labaug.models.base import Model, Setting
 
-from labaug.models.base import ClassChannelNet, Model, Setting, init_weights
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["ClassChannelNet", "Model", "Setting", "build_model", "describe_model", "get",
-           "init_weights", "names", "register", "registry", "title"]
+    from labaug.models.nets import ClassChannelNet
+
+__all__ = ["Model", "Setting", "build_model", "describe_model", "get", "names", "register",
+           "registry", "title"]
 
 _REGISTRY: dict[str, Model] = {}
 
@@ -45,7 +49,7 @@ def register(cls: M) -> M:
 def _discover() -> None:
     """Import every model module of this package (each registers itself)."""
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
+        if info.name not in ("base", "nets"):
             importlib.import_module(f"{__name__}.{info.name}")
 
 

@@ -5,9 +5,9 @@ on its own, over groups of channels, in training and evaluation alike: no statis
 estimated on the training inputs (which carry class channels) and reused on the test inputs
 (which carry zeros). The layers stay scale-invariant, as with BatchNorm.
 
-Groups: 32 (the GroupNorm paper's) where a layer has at least 64 channels; in thinner layers the
-largest divisor of C that leaves at least 2 channels per group, so small widths for CPU runs do
-not become instance norm.
+Groups (`labaug.models.nets.group_count`): 32 (the GroupNorm paper's) where a layer has at
+least 64 channels; in thinner layers the largest divisor of C that leaves at least 2 channels
+per group, so small widths for CPU runs do not become instance norm.
 
 On a GPU it runs in the contiguous (NCHW) memory format: this PyTorch's GroupNorm kernels read
 NCHW, and a channels_last model would convert its activations around every GroupNorm layer.
@@ -16,25 +16,13 @@ NCHW, and a channels_last model would convert its activations around every Group
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from labaug.models import register
-from labaug.models.base import ClassChannelNet, Model
-from labaug.models.resnet18 import CifarResNet18
+from labaug.models.base import Model
 
-MAX_GROUPS = 32
-
-
-def group_count(channels: int) -> int:
-    """The number of groups of a layer with ``channels`` channels (see the module docstring)."""
-    most = max(1, min(MAX_GROUPS, channels // 2))
-    return max(g for g in range(1, most + 1) if channels % g == 0)
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    """A GroupNorm layer for ``channels`` channels with `group_count` groups."""
-    return nn.GroupNorm(group_count(channels), channels)
+if TYPE_CHECKING:
+    from labaug.models.nets import ClassChannelNet
 
 
 @register
@@ -51,4 +39,6 @@ class ResNet18GroupNorm(Model):
     def network(self, input_shape: tuple[int, int, int], num_classes: int, width: int,
                 hidden: Sequence[int]) -> ClassChannelNet:
         """CIFAR-stem ResNet-18 with GroupNorm."""
+        from labaug.models.nets import CifarResNet18, group_norm
+
         return CifarResNet18(input_shape[0], num_classes, width, norm_layer=group_norm)

@@ -10,7 +10,7 @@ from labaug.devices import (
     resolve_device,
 )
 from labaug import slices
-from labaug.train.resnet import check_inject_nan
+from labaug.train.inject import check_inject_nan
 from labaug.errors import quarantined
 from labaug.schema import ConfigError
 from pathlib import Path
@@ -59,7 +59,7 @@ if (
         "gpu", workflow.global_resources["gpu"].value * RUNS_PER_GPU
     )
 
-# Where each family trains, on the first lines of the output (a dry run's too).
+# Where each family trains, on the first lines of the output, also in a dry run.
 if workflow.is_main_process:
     print(
         device_summary(
@@ -72,8 +72,8 @@ if workflow.is_main_process:
 
 # Every output lives under config `output_root` (default "." = results/, figures/, logs/ and
 # checkpoints/ in the working directory; each preset sets its own, e.g. runs/quick/), so runs of
-# different configs never read each other's results, and two roots can run at once. Raw data is
-# prepared once for all roots (data/shared/) and linked into each root's data/raw/ (a changed
+# different configs never read the results of each other, and two roots can run at once. Raw data is
+# prepared once for all roots (data/shared/) and linked into data/raw/ of each root (a changed
 # source directory reruns fetch_raw through its params, and so every job that reads the
 # dataset; README "What reruns after a config edit" says how `--touch` records a mere move).
 OUTPUT_ROOT = config["output_root"]
@@ -85,13 +85,13 @@ def rooted(path):
 
 
 LINEAR_RESULT = rooted("results/linear/{data}_{variance}/{method}/seed{seed}.nc")
-# A sweep job's outputs: its (data, variance, method) file for every configured seed.
+# The outputs of a sweep job: its (data, variance, method) file for every configured seed.
 LINEAR_SEED_OUTPUTS = expand(
     rooted("results/linear/{{data}}_{{variance}}/{{method}}/seed{seed}.nc"),
     seed=config["seeds"],
 )
-# This root's raw data: a link to the copy prepared once for every root (labaug.jobs.fetch_job
-# keeps it in data/shared/), so roots never share, lock or delete each other's files.
+# The raw data of this root: a link to the copy prepared once for every root (labaug.jobs.fetch_job
+# keeps it in data/shared/), so roots never share, lock or delete the files of another.
 RAW_FILE = rooted("data/raw/{dataset}.npz")
 TASK_FILE = rooted("data/tasks/{dataset}_pair{pair}_{variance}.npz")
 # One class-channel run: a model, a method at its grid-th value of resnet.hp.<method>, a seed.
@@ -100,7 +100,7 @@ RESNET_RESULT = rooted(f"results/{RESNET_RUN}.nc")
 
 # LABAUG_INJECT_NAN (failure injection, labaug.train.resnet) is checked here, before any job: a
 # malformed entry, or one that matches no configured ResNet run and epoch, stops the DAG. So is
-# every dataset of the user's that the config runs: its files, its classes, its class pair.
+# every dataset of the user that the config runs: its files, its classes, its class pair.
 if workflow.is_main_process:
     check_inject_nan(config)
     _problems = check_datasets(
@@ -125,7 +125,7 @@ if workflow.is_main_process and DAMAGED:
 
 
 def linear_experiment(data):
-    """The registry's experiment name of a linear sweep on ``data``."""
+    """The experiment name (in the registry) of a linear sweep on ``data``."""
     return "synthetic" if data == "synthetic" else "binary_images"
 
 
@@ -189,8 +189,8 @@ def seed_priority(wildcards):
 
 
 def raw_source_files(wildcards):
-    """The files a dataset is prepared from: a built-in one's official files when its
-    configured directory holds them all; every file of a user's dataset (a changed file
+    """The files a dataset is prepared from: the official files of a built-in one when its
+    configured directory holds them all; every file of a dataset of the user (a changed file
     reruns the preparation and what follows)."""
     from labaug.data.raw import local_source_files
     from labaug.datasets.user import directory_of, files_of
@@ -206,7 +206,7 @@ def raw_source_files(wildcards):
 
 def needs(zero=False, low=False, key=None):
     """What the config lacks for a figure (None: nothing): a method of its experiment (found
-    by the caller's row), the variances, or a non-empty list at ``key``."""
+    by the row of the caller), the variances, or a non-empty list at ``key``."""
     lacking = []
     if zero and "zero" not in config["variances"]:
         lacking.append("variances to include zero")
@@ -224,7 +224,7 @@ def needs(zero=False, low=False, key=None):
 # One row per figure target figures/{name}.pdf:
 #   claims:    (variable, side): the paper says label smoothing and Mixup lie on that side of
 #              weight decay; the caption counts where this run agrees (labaug.captions)
-#   experiment: the registry's experiment whose methods it shows (labaug.augment)
+#   experiment: the experiment (of the registry) whose methods it shows (labaug.augment)
 #   draw:      the function of labaug.plots that draws it
 #   category:  its section of `snakemake --report`
 #   needs:     what the config lacks to build it (`needs`; None: nothing)
@@ -335,7 +335,7 @@ def image_results(variance):
 
 def figure_problem(name):
     """Why the config cannot build figure ``name`` (None: it can): it lacks a method of the
-    figure's experiment (config methods), or what the figure's row `needs`."""
+    experiment of the figure (config methods), or what its row `needs`."""
     row = FIGURE_TABLE[name]
     if not methods_for(row["experiment"]):
         runs_there = augment.for_experiment(augment.names(), row["experiment"])
@@ -347,7 +347,7 @@ def figure_problem(name):
 
 
 def selected_figures():
-    """The figures `rule all` builds: config `figures`, or (null) every figure the config can
+    """The figures built by the all rule, from config `figures`, or (null) every figure the config can
     build; a name not in FIGURE_TABLE, or one the config cannot build, stops the DAG naming
     the key."""
     chosen = config["figures"]
@@ -374,13 +374,13 @@ def all_figures():
 
 
 def figure_inputs(wildcards):
-    """The result files of one figure, named as its draw function's arguments; a figure the
+    """The result files of one figure, named as the arguments of its draw function; a figure the
     config cannot build is refused, naming the config key, before any job runs."""
     problem = figure_problem(wildcards.figure)
     if problem is not None:
+        target = rooted(f"figures/{wildcards.figure}.pdf")
         raise ConfigError(
-            f"{rooted('figures/' + wildcards.figure + '.pdf')} cannot be built with this "
-            f"config: it needs {problem}"
+            f"{target} cannot be built with this config: it needs {problem}"
         )
     return FIGURE_TABLE[wildcards.figure]["inputs"](wildcards)
 
