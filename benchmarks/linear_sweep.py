@@ -35,10 +35,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from labaug import augment
 from labaug.augment.cutmix import box_mask, draw_boxes
+from labaug.augment.draws import EpochDraws
 from labaug.config import OptimConfig, defaults
 from labaug.data import LinearData
 from labaug.data.synthetic import make_synthetic
-from labaug.train import linear
 from labaug.train.linear import train_sweep
 
 CONFIG = defaults()
@@ -190,7 +190,7 @@ def labaug_frames(event: object) -> list[str]:
 def category(frames: list[str], name: str) -> str:
     """Which part of the step an operator belongs to, from the labaug functions around it."""
     where = " ".join(frames)
-    if "linear.py: epoch" in where or "epoch_partners" in where:
+    if "draws.py: epoch" in where or "epoch_partners" in where:
         return "draws"
     if "linear.py: step" in where:                   # SweepAdam.step
         return "optimizer"
@@ -215,10 +215,10 @@ def step_profile(data: LinearData, method: str, grid: np.ndarray,
                  optim: OptimConfig) -> tuple[dict[str, float], float]:
     """Microseconds per step by category over one epoch of the sweep under the profiler, and the
     epoch's wall time per step. Draws are mostly numpy, which the profiler does not see: they
-    are timed by wall clock around `EpochDraws.epoch` and the partner sort."""
+    are timed by wall clock around `EpochDraws.epoch` (which includes the partner sort)."""
     one = replace(optim, epochs=1)
     draw_seconds = 0.0
-    originals = (linear.EpochDraws.epoch, augment.epoch_partners)
+    original = EpochDraws.epoch
 
     def timed(fn: Callable[..., object]) -> Callable[..., object]:
         def wrapper(*args: object, **kwargs: object) -> object:
@@ -229,15 +229,14 @@ def step_profile(data: LinearData, method: str, grid: np.ndarray,
             return out
         return wrapper
 
-    linear.EpochDraws.epoch = timed(originals[0])  # type: ignore[method-assign,assignment]
-    augment.epoch_partners = timed(originals[1])  # type: ignore[assignment]
+    EpochDraws.epoch = timed(original)  # type: ignore[method-assign,assignment]
     try:
         with profile(activities=[ProfilerActivity.CPU], with_stack=True) as prof:
             start = time.perf_counter()
             train_sweep(data, method, grid, 0, one)
             wall = time.perf_counter() - start
     finally:
-        linear.EpochDraws.epoch, augment.epoch_partners = originals  # type: ignore[method-assign]
+        EpochDraws.epoch = original  # type: ignore[method-assign]
     steps = math.ceil(len(data.y_train) / optim.batch_size)
     totals: dict[str, float] = defaultdict(float)
     for event in prof.events():

@@ -377,7 +377,7 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     (`labaug.devices.resolve_device` of ``resnet.device``); None resolves it here. A cuda run
     that finds no GPU fails before anything else, naming ``rule``, the run and the key. The
     checkpoint is ``checkpoint`` (the workflow passes {output_root}/checkpoints/...; default
-    `labaug.train.resnet.checkpoint_path` of ``out``), locked while the run trains; once the
+    `labaug.train.checkpoints.checkpoint_path` of ``out``), locked while the run trains; once the
     result is written and read back, it shrinks to the run's final state, from which a rerun
     with the same fingerprint rebuilds the result without training.
     ``LABAUG_INJECT_NAN`` (see labaug.train.resnet) can make this
@@ -389,15 +389,8 @@ def resnet_job(config: Mapping[str, Any], dataset: str, method: Method, seed: in
     from labaug.data.channels import load_class_channel_data
     from labaug.models import describe_model
     from labaug.results import resnet_job_dataset
-    from labaug.train.resnet import (
-        NonFiniteLossError,
-        ResNetRun,
-        ResNetTrainer,
-        checkpoint_lock,
-        checkpoint_path,
-        finalize_checkpoint,
-        train_resnet,
-    )
+    from labaug.train.checkpoints import checkpoint_lock, checkpoint_path, finalize_checkpoint
+    from labaug.train.resnet import NonFiniteLossError, ResNetRun, ResNetTrainer, train_resnet
 
     part = slices.resnet_slice(config, method, model, grid)
     model = str(part["resnet"]["models"][0])

@@ -22,6 +22,7 @@ import labaug.train.linear as linear
 from labaug import augment
 from labaug.augment import EXPERIMENTS, Augmentation
 from labaug.augment.cutmix import box_mask, draw_boxes
+from labaug.augment.draws import EpochDraws, step_slice
 from labaug.augment.mixup import beta_weights
 from labaug.config import OptimConfig, defaults
 from labaug.data import LinearData
@@ -30,7 +31,7 @@ from labaug.data.raw import RawImages
 from labaug.data.synthetic import make_synthetic
 from labaug.rng import numpy_rng, torch_rng
 from labaug.schema import load_schema
-from labaug.train.linear import EpochDraws, train_sweep
+from labaug.train.linear import train_sweep
 from labaug.train.resnet import ResNetRun, ResNetTrainer
 from tests.conftest import REPO
 
@@ -373,7 +374,7 @@ def test_logit_grad_is_the_adjoint_of_apply_on_logits(name: str) -> None:
     b, values = 9, np.array([0.0, 0.3, 0.9])
     draws = EpochDraws(aug, SEED, ("test",), values, False, None).epoch(b, b, torch.device("cpu"),
                                                                         torch.float64)[0]
-    d = linear.step_slice(draws, 0, b)
+    d = step_slice(draws, 0, b)
     partner = torch.as_tensor(rng.permutation(b)) if aug.needs_partner else None
     z = torch.as_tensor(rng.normal(size=(b, 3)), dtype=torch.float64).requires_grad_(True)
     t = torch.zeros(b, 1, 2, dtype=torch.float64)

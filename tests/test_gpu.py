@@ -81,7 +81,7 @@ def test_mixed_precision_trains(precision: str) -> None:
     assert tr.precision == expected
     assert tr.scaler.is_enabled() == (expected == "fp16")
     assert tr.model.conv1.weight.dtype == torch.float32                 # fp32 master weights
-    assert tr.x_train.is_contiguous(memory_format=torch.channels_last)  # stored once
+    assert tr.data.x_train.is_contiguous(memory_format=torch.channels_last)  # stored once
     assert all(np.isfinite(h.train_loss)) and all(np.isfinite(h.test_error))
     assert h.train_loss[-1] < 0.5 * h.train_loss[0]
     assert h.train_error[-1] <= 0.05 and h.test_error[-1] <= 0.1

@@ -30,7 +30,7 @@ from labaug.io import atomic_path, temporary_path
 from labaug.jobs import linear_job, logged_job, resnet_job
 from labaug.results import read_netcdf, write_netcdf
 from labaug.schema import ConfigError, load_schema, validate_config
-from labaug.train.resnet import load_checkpoint, read_checkpoint, save_checkpoint
+from labaug.train.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from tests.cluster.smoke import SMALL, snakemake, write_overrides
 from tests.conftest import REPO, merged_config
 from tests.test_resnet import separable_raw

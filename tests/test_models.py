@@ -165,11 +165,11 @@ class AlwaysOne(ClassChannelNet):
 def test_channel_following_is_1_for_a_channel_reader_and_chance_for_a_constant(
         data: ClassChannelData) -> None:
     trainer = ResNetTrainer(data, ResNetRun("gen", "erm", 0), OPTIM, TINY)
-    trainer.model = ChannelReader(trainer.vectors)
+    trainer.evaluation.model = ChannelReader(trainer.data.vectors)
     measured = trainer.diagnose()
     assert measured["channel_following"] == 1.0
     assert np.isnan(measured["test_error_recalibrated"])      # no running statistics
-    trainer.model = AlwaysOne(data.num_classes)
+    trainer.evaluation.model = AlwaysOne(data.num_classes)
     shifted = (torch.as_tensor(data.y_test[:100]) + 1) % data.num_classes
     share = float((shifted == 1).double().mean())
     assert trainer.diagnose()["channel_following"] == pytest.approx(share)
@@ -182,7 +182,7 @@ def test_recalibration_changes_only_running_statistics(data: ClassChannelData) -
     trainer = ResNetTrainer(data, ResNetRun("gen", "mixup", 0), OPTIM, TINY)
     trainer.train_epoch()
     model = trainer.model
-    twin = recalibrated(model, [trainer._inputs(trainer.x_train[:100], None)])
+    twin = recalibrated(model, [trainer.data.inputs(trainer.data.x_train[:100], None)])
     ours, theirs = model.state_dict(), twin.state_dict()
     stats = [k for k in ours if k.endswith(("running_mean", "running_var"))]
     assert stats and all(not torch.equal(ours[k], theirs[k]) for k in stats)

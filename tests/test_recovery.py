@@ -18,8 +18,9 @@ from labaug.data.raw import save_npz
 from labaug.errors import CheckpointInUseError, CorruptFileError, LabaugError
 from labaug.jobs import aggregate_job, linear_job, logged_job, resnet_job, task_job
 from labaug.results import write_netcdf
+from labaug.train.checkpoints import checkpoint_lock, checkpoint_path
 from labaug.train.inject import NAN_ENV, NanInjection, parse_inject_nan, unmatched_injections
-from labaug.train.resnet import ResNetRun, checkpoint_lock, checkpoint_path, train_resnet
+from labaug.train.resnet import ResNetRun, train_resnet
 from tests.conftest import merged_config
 from tests.test_resnet import OPTIM, TINY, separable_raw
 

@@ -21,14 +21,13 @@ from labaug.data.raw import RawImages
 from labaug.losses import one_hot, soft_cross_entropy
 from labaug.models.nets import CifarResNet18, resnet18
 from labaug.rng import torch_rng
+from labaug.train.checkpoints import checkpoint_path, load_optimizer_state
 from labaug.train.inject import injected_nan_epoch
 from labaug.train.resnet import (
     NonFiniteLossError,
     ResNetRun,
     ResNetTrainer,
-    checkpoint_path,
     duration,
-    load_optimizer_state,
     train_resnet,
 )
 

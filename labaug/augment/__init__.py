@@ -1,6 +1,7 @@
 """Label augmentations and the one registry of methods that every layer reads.
 
-Every module of this package (but ``base``) defines one method and registers it; the trainers,
+Every module of this package (but ``base`` and ``draws``, the per-epoch draws both trainers
+share) defines one method and registers it; the trainers,
 config, schema, workflow, figures, captions and tests all read the list from here. Adding a
 method is one module here, its grid and ResNet value in ``config.yaml``, and its tests.
 """
@@ -61,7 +62,7 @@ def register(cls: A) -> A:
 def _discover() -> None:
     """Import every method module of this package (each registers itself)."""
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
+        if info.name not in ("base", "draws"):
             importlib.import_module(f"{__name__}.{info.name}")
 
 
