@@ -1,5 +1,6 @@
-"""benchmarks/gpu_checks.py: the offline bundle's contents, and its steps run end to end on the
-CPU with a toy preset (the GPU itself is checked by the tests marked `gpu`, where there is one)."""
+"""benchmarks/gpu_checks.py and its modules (gpu_bundle, gpu_run, gpu_report): the offline
+bundle's contents, and its steps run end to end on the CPU with a toy preset (the GPU itself is
+checked by the tests marked `gpu`, where there is one)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,16 @@ from labaug.config import defaults
 from .conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+import gpu_bundle  # noqa: E402
 import gpu_checks  # noqa: E402
+import gpu_report  # noqa: E402
+import gpu_run  # noqa: E402
 
 sys.path.remove(str(REPO / "benchmarks"))
 
 
 def test_bundle_holds_the_workflow_packages_at_their_installed_versions() -> None:
-    found = gpu_checks.requirement_closure(gpu_checks.BUNDLE_ROOTS)
+    found = gpu_bundle.requirement_closure(gpu_bundle.BUNDLE_ROOTS)
     for name in ("snakemake", "netcdf4", "cftime", "jsonschema", "yte",
                  "snakemake-interface-common"):
         assert found[name] == metadata.version(name)
@@ -48,19 +52,19 @@ def test_only_missing_or_older_distributions_are_installed(tmp_path: Path) -> No
     older = tmp_path / "pytest-0.1-py3-none-any.whl"
     newer = tmp_path / "pytest-999.0-py3-none-any.whl"
     lack = tmp_path / "labaug_no_such_distribution-1.0-py3-none-any.whl"
-    assert gpu_checks.needed_wheels([have, older, newer, lack]) == [newer, lack]
-    assert gpu_checks.wheel_distribution(lack) == ("labaug-no-such-distribution", "1.0")
+    assert gpu_bundle.needed_wheels([have, older, newer, lack]) == [newer, lack]
+    assert gpu_bundle.wheel_distribution(lack) == ("labaug-no-such-distribution", "1.0")
 
 
 def test_bundled_data_are_the_official_files(tmp_path: Path) -> None:
     source = Path(yaml.safe_load((REPO / "config.yaml").read_text())["data_sources"]["fmnist"])
     if not source.is_dir():
         pytest.skip(f"needs Debian's dataset-fashion-mnist in {source} (make system-test)")
-    gpu_checks.copy_dataset("fmnist", tmp_path / "fmnist")
+    gpu_bundle.copy_dataset("fmnist", tmp_path / "fmnist")
     names = sorted(p.name for p in (tmp_path / "fmnist").iterdir())
     assert names == sorted(f.name for f in datasets.builtin()["fmnist"].files)
     with pytest.raises(FileNotFoundError, match="data_sources.cifar10"):
-        gpu_checks.copy_dataset("cifar10", tmp_path / "cifar10")
+        gpu_bundle.copy_dataset("cifar10", tmp_path / "cifar10")
 
 
 def _alive(pid: int) -> bool:
@@ -76,7 +80,7 @@ def test_a_step_that_hangs_is_stopped_with_what_it_started(tmp_path: Path) -> No
     # The benchmark's concurrent runs are processes of its own: a timeout must stop them too,
     # or they would hold the GPU while the full runs train.
     pid_file, log = tmp_path / "child.pid", tmp_path / "step.log"
-    rc = gpu_checks.logged(["sh", "-c", f"sleep 60 & echo $! > {pid_file}; sleep 60"], log,
+    rc = gpu_run.logged(["sh", "-c", f"sleep 60 & echo $! > {pid_file}; sleep 60"], log,
                            dict(os.environ), timeout=1)
     assert rc == 124 and "stopped after 1 s" in log.read_text()
     child = int(pid_file.read_text())
@@ -132,7 +136,7 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     assert "figures/fig4.pdf" in names and "results/resnet/fmnist.nc" in names
     assert not any(n.startswith("checkpoints") for n in names)
 
-    text = gpu_checks.report([out])
+    text = gpu_report.report([out])
     assert "| labaug trainer (fp32) |" in text and "| naive (DataLoader" in text
     for method in ("weight_decay", "label_smoothing", "mixup", "cutmix"):
         run = f"fmnist resnet18 {method} grid0 seed0"
@@ -174,7 +178,7 @@ def test_run_collects_benchmark_runs_and_report_on_the_cpu(toy_preset: Path,
     (partial / "results" / "resnet" / "fmnist.nc").unlink()
     (partial / "results" / "resnet" / "fmnist" / "resnet18" / "mixup" / "grid0"
      / "seed0.nc").unlink()
-    rows = "\n".join(gpu_checks.full_run_tables(partial, every=10))
+    rows = "\n".join(gpu_report.full_run_tables(partial, every=10))
     assert "| fmnist resnet18 mixup grid0 seed0 | 1/2 | unfinished |" in rows
     mixup = next(ln for ln in rows.splitlines()
                  if ln.startswith("| fmnist resnet18 mixup grid0 seed0 |"))
@@ -214,7 +218,7 @@ def test_a_failed_benchmark_stage_keeps_the_numbers_around_it(
     assert saved["trainer_img_s"] == out["trainer_img_s"] > 0
     assert saved["runs_per_gpu_img_s"] == {"1": 123.0, "4": 123.0}
     assert saved["errors"] == {"2 concurrent runs": "RuntimeError: CUDA out of memory (pretend)"}
-    table = "\n".join(gpu_checks.benchmark_table(saved))
+    table = "\n".join(gpu_report.benchmark_table(saved))
     assert "| 2 concurrent runs | failed: RuntimeError: CUDA out of memory (pretend) | |" in table
     assert "| 4 labaug runs at once, in total | 123 |" in table
 
@@ -231,7 +235,7 @@ def test_the_compile_cost_line_says_when_compiling_pays_back(
                     "back after 1,000,000 training images (20.0 epochs of 50,000)")
     slower = resnet_throughput.compile_cost(2.0, 12.0, 50_000.0, 45_000.0)
     assert slower.endswith("; never paid back (the compiled steps are no faster)")
-    table = gpu_checks.benchmark_table(
+    table = gpu_report.benchmark_table(
         {"shape": [3, 32, 32], "width": 64, "batch_size": 500, "images": 10, "epochs": 1,
          "precision": "bf16", "trainer_img_s": 50_000.0, "naive_img_s": 25_000.0,
          "ratio": 2.0, "compiled_img_s": 45_000.0, "train_flops_per_image": 3.3e9,
