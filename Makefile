@@ -7,12 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# pytest-xdist workers of `make test` (auto: one per CPU core).
+TEST_WORKERS ?= auto
 # Debian packages. The quick preset needs only real Fashion-MNIST offline; the tests also need
 # a one-node SLURM for the cluster test and Chromium to render the Snakemake report.
 QUICK_APT_PACKAGES := dataset-fashion-mnist
 TEST_APT_PACKAGES := $(QUICK_APT_PACKAGES) slurm-wlm munge chromium
 
-.PHONY: help setup lock system system-quick system-test quick diagnosis full test lint clean
+.PHONY: help setup lock system system-quick system-test quick diagnosis full docs test lint clean
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -80,6 +82,11 @@ diagnosis: setup system-quick  ## set up, then run the class-channel diagnosis (
 full: setup  ## the paper at full scale: snakemake --cores 8 --resources gpu=1
 	$(BIN)/snakemake --cores 8 --resources gpu=1
 
+# The gallery (docs/figures/*.png), the results pages (docs/results/*.md) and the README's
+# verdict and class-channel tables, from runs/quick (and runs/diagnosis, docs/gpu/; labaug/docs.py).
+docs: setup  ## regenerate the docs' figures, results pages and README tables (after make quick)
+	$(BIN)/python -m labaug.docs
+
 lint: setup  ## ruff, mypy, snakemake --lint, snakefmt --check
 	$(BIN)/ruff check .
 	$(BIN)/mypy labaug
@@ -87,7 +94,7 @@ lint: setup  ## ruff, mypy, snakemake --lint, snakefmt --check
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 test: setup system-test lint  ## set up, then lint, type-check and run the tests (= .ci/run)
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean:  ## delete results/, figures/, logs/, checkpoints/, runs/, .snakemake/, report.html
 	rm -rf results figures logs checkpoints runs .snakemake report.html

@@ -33,8 +33,9 @@ A GPU node often has PyTorch but not Snakemake or netCDF4, and no way to downloa
      still training keep going (``run`` then exits with status 3), and ``collect OUT`` later
      waits for them and writes both again.
 
-3. Anywhere: ``python benchmarks/gpu_checks.py report OUT [OUT2]`` prints the README's GPU tables
-   (OUT2: where ``collect`` wrote, when that was another folder).
+3. Anywhere: ``python benchmarks/gpu_checks.py report OUT [OUT2]`` prints the GPU tables
+   (docs/results/diagnosis.md shows them; OUT2: where ``collect`` wrote, when that was another
+   folder).
 
 A step can be left out (``--skip benchmark``); ``--preset`` and ``--targets`` run something
 smaller through the same steps (the tests do so on the CPU).
@@ -86,7 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     c.add_argument("out", type=Path)
     c.add_argument("--wait", type=float, default=None, metavar="SECONDS")
     c.add_argument("--preset", nargs="+", default=[PRESET])
-    t = sub.add_parser("report", help="print the README's GPU tables from run's folder(s)")
+    t = sub.add_parser("report", help="print the GPU tables from run's folder(s)")
     t.add_argument("out", type=Path, nargs="+", help="run's folder, then collect's, if any")
     t.add_argument("--every", type=int, default=10, help="test error every N epochs")
     return p.parse_args(argv)

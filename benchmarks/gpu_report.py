@@ -1,4 +1,4 @@
-"""The GPU checks' ``report`` step: the README's GPU tables (markdown) from the files that
+"""The GPU checks' ``report`` step: the GPU tables (markdown) from the files that
 ``run`` and ``collect`` wrote.
 """
 
@@ -41,7 +41,7 @@ def newest(folders: Sequence[Path], name: str) -> Path:
 
 
 def report(folders: Sequence[Path], every: int = 10) -> str:
-    """The README's GPU tables (markdown) from the files that ``run`` (and ``collect``) wrote;
+    """The GPU tables (markdown) from the files that ``run`` (and ``collect``) wrote;
     a file in a later folder replaces the same file in an earlier one."""
     lines: list[str] = []
     env_file = newest(folders, "environment.json")

@@ -270,9 +270,8 @@ def resolve_precision(setting: str, device: str) -> Precision:
 
 def device_name(device: str | torch.device) -> str:
     """The hardware behind ``device``: the GPU's name on cuda, the CPU's description otherwise."""
+    if str(device).split(":")[0] != "cuda":    # no torch import for a job that never trains
+        return platform.processor() or platform.machine() or "cpu"
     import torch
 
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return str(torch.cuda.get_device_name(dev))
-    return platform.processor() or platform.machine() or "cpu"
+    return str(torch.cuda.get_device_name(torch.device(device)))

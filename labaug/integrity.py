@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import xarray as xr
+
+if TYPE_CHECKING:
+    import torch
 
 DIGEST_ATTR = "labaug_sha256"
 """The global attribute of a result file that holds `dataset_digest` of the rest of it."""
@@ -28,6 +31,13 @@ SEAL = "sha256"
 
 class DigestMismatch(ValueError):
     """Content read back differs from the content its checksum was made of."""
+
+
+def _is_tensor(obj: Any) -> bool:
+    """Whether ``obj`` is a torch tensor (without importing torch: a tensor exists only once
+    torch is imported, and jobs that never train should not pay for importing it)."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(obj, torch_module.Tensor)
 
 
 def _feed(h: Any, obj: Any) -> None:
@@ -43,10 +53,10 @@ def _feed(h: Any, obj: Any) -> None:
         for value in obj:
             _feed(h, value)
         h.update(b"]")
-    elif isinstance(obj, torch.Tensor):
+    elif _is_tensor(obj):
         t = obj.detach().to("cpu").contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(sys.modules["torch"].uint8).numpy().tobytes())
     elif isinstance(obj, np.ndarray | np.generic):
         a = np.ascontiguousarray(obj)
         h.update(f"A{a.dtype.str}{a.shape}".encode())

@@ -145,11 +145,39 @@ def sweep_grid(
     return fig
 
 
+PREVIEW_DPI = 100
+"""Resolution of the PNG preview written beside every PDF figure (the docs' gallery)."""
+
+
+def preview_path(out: PathLike) -> str:
+    """The PNG preview beside a PDF figure: the same name, ending in .png."""
+    return os.path.splitext(str(out))[0] + ".png"
+
+
 def save(fig: Figure, out: PathLike) -> None:
-    """Write a figure atomically and release it."""
+    """Write a figure atomically (and, for a PDF, its PNG preview beside it) and release it."""
+    kind = os.path.splitext(str(out))[1].lstrip(".") or "pdf"
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=os.path.splitext(str(out))[1].lstrip(".") or "pdf")
+        fig.savefig(tmp, format=kind)
+    if kind == "pdf":
+        write_preview(fig, preview_path(out))
     plt.close(fig)
+
+
+def write_preview(fig: Figure, out: PathLike) -> None:
+    """The figure as a PNG of at most 256 colours (a few times smaller than full colour; line
+    plots lose nothing visible), written atomically."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()    # in memory; the file itself is written through atomic_path below
+    fig.savefig(buffer, format="png", dpi=PREVIEW_DPI)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    with atomic_path(out) as tmp:
+        palette.save(tmp, format="PNG")
 
 
 def synthetic_figure(result: PathLike, out: PathLike, title: str,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
+import re
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,14 +49,29 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def provenance(cfg: Config | Mapping[str, Any] | str, seed: int | None = None,
-               device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
-    """Attributes every result file carries (DESIGN.md): version, commit, config hash (``cfg``: a
-    Config, the config slice the job depends on (`labaug.slices`; then the slice itself is
-    stored too, as JSON in ``config``, for the captions), or its hash), the device it was
-    computed on (cpu or cuda), that device's hardware name, the precision, ..."""
+def torch_version() -> str:
+    """``torch.__version__``, read from torch's version file where the job has not imported
+    torch (aggregating, drawing and summarizing never train; importing torch costs them seconds
+    of CPU each)."""
+    if "torch" in sys.modules:
+        return str(sys.modules["torch"].__version__)
+    spec = importlib.util.find_spec("torch")
+    if spec is not None and spec.origin is not None:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, flags=re.M)
+        if found:
+            return found.group(1)
     import torch
 
+    return str(torch.__version__)
+
+
+def provenance(cfg: Config | Mapping[str, Any] | str, seed: int | None = None,
+               device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
+    """Attributes every result file carries (docs/reading-results.md): version, commit, config
+    hash (``cfg``: a Config, the config slice the job depends on (`labaug.slices`; then the slice
+    itself is stored too, as JSON in ``config``, for the captions), or its hash), the device it was
+    computed on (cpu or cuda), that device's hardware name, the precision, ..."""
     from labaug.config import config_sha256
     from labaug.devices import device_name
 
@@ -67,7 +85,7 @@ def provenance(cfg: Config | Mapping[str, Any] | str, seed: int | None = None,
         "labaug_version": labaug.__version__,
         "git_commit": git_commit(),
         "config_sha256": sha,
-        "torch_version": torch.__version__,
+        "torch_version": torch_version(),
         "device": device,
         "device_name": device_name(device),
         "precision": precision,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(seed: int, *purpose: str | int) -> int:
@@ -22,6 +25,8 @@ def numpy_rng(seed: int, *purpose: str | int) -> np.random.Generator:
 
 def torch_rng(seed: int, *purpose: str | int, device: str = "cpu") -> torch.Generator:
     """A torch Generator (on ``device``) for one purpose of one run."""
+    import torch
+
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, *purpose))
     return gen

@@ -1,7 +1,7 @@
 """The run's result tables in Markdown, computed from the aggregated result files only.
 
 `write_summary` writes ``results/summary.md``: for every experiment the workflow ran, the numbers
-that the README's result tables quote (mean +/- std over seeds), so that those tables are pasted
+that the docs' result pages show (mean +/- std over seeds), so that those tables are pasted
 from a file the workflow made rather than copied by hand. Every table names the files and the
 provenance (config hash, commit) it came from.
 """

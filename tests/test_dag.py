@@ -169,7 +169,7 @@ def test_another_output_root_reuses_no_result(smoke_run: Path, tmp_path: Path) -
 
 def test_moved_raw_files_rerun_their_readers_unless_touched(smoke_run: Path,
                                                             tmp_path: Path) -> None:
-    # README "What reruns after a config edit": a new source directory rebuilds the raw npz and
+    # docs/running.md, "What reruns": a new source directory rebuilds the raw npz and
     # so reruns every job that reads it; when the move is the only change, `--touch` records it
     # and nothing is retrained. On a copy: touching rewrites the run's metadata.
     work = tmp_path / "copy"

@@ -104,5 +104,5 @@ def test_make_alone_lists_the_targets_the_readme_names() -> None:
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     listed = [line.split()[1] for line in proc.stdout.splitlines()]
-    assert listed == ["help", "setup", "lock", "quick", "diagnosis", "full", "lint", "test",
+    assert listed == ["help", "setup", "lock", "quick", "diagnosis", "full", "docs", "lint", "test",
                       "clean"], proc.stdout

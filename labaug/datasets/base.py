@@ -76,7 +76,7 @@ class Dataset:
     (`labaug.datasets.user`, from a config's ``datasets.<name>`` entry).
 
     ``files`` are the files to verify and read; a user dataset without published files lists
-    them from ``path`` when it is prepared (`labaug.datasets.formats.user_files`).
+    them from ``path`` when it is prepared (`labaug.datasets.user.files_of`).
     ``num_classes`` and ``classes`` are known in advance for a built-in dataset, from the data
     for a user's (unless the entry names the classes). ``options`` holds what the format needs
     (member names of a CIFAR archive, the idx file names, an npz's image layout).

@@ -75,7 +75,7 @@ if workflow.is_main_process:
 # different configs never read the results of each other, and two roots can run at once. Raw data is
 # prepared once for all roots (data/shared/) and linked into data/raw/ of each root (a changed
 # source directory reruns fetch_raw through its params, and so every job that reads the
-# dataset; README "What reruns after a config edit" says how `--touch` records a mere move).
+# dataset; docs/running.md ("What reruns") says how `--touch` records a mere move).
 OUTPUT_ROOT = config["output_root"]
 
 

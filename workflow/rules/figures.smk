@@ -15,6 +15,8 @@ rule figure:
             caption="../report/figure.rst",
             category=lambda wildcards: FIGURE_TABLE[wildcards.figure]["category"],
         ),
+        # The PNG preview of the same drawing (labaug.plots.save), for the docs' gallery.
+        preview=rooted("figures/{figure}.png"),
     log:
         rooted("logs/figures/{figure}.log"),
     benchmark:
@@ -44,7 +46,7 @@ rule figure:
         "../scripts/figure.py"
 
 
-# The README's result tables, computed from the aggregated result files (labaug.summary).
+# The result tables (docs/results/ shows them), computed from the aggregated result files (labaug.summary).
 rule summary:
     input:
         unpack(summary_inputs),
