@@ -6,6 +6,9 @@ Writes, each file (or block) headed with the command, the preset and the commit 
 
 - ``docs/figures/{figure}.png``: the quick preset's figures, copied from the PNG previews that
   the figure rule writes beside each PDF (``runs/quick/figures/``);
+- ``docs/figures/study_laptop.png`` and ``docs/figures/study_{folder}.png``: Fig. 8 of the
+  class-channel study, drawn by ``labaug.plots.fig8`` from the laptop's and each GPU check's
+  result file;
 - ``docs/results/quick.md``: the quick preset's ``results/summary.md``;
 - ``docs/results/diagnosis.md``: the class-channel study (Fig. 8) on a laptop CPU, from
   ``runs/diagnosis`` (`make diagnosis`) where present, else from its kept copy under
@@ -94,6 +97,12 @@ KEPT_FILES = ("results/summary.md",)
 """Files of an output root kept beside its aggregated class-channel results."""
 
 
+def class_channel_files(root: Path) -> list[Path]:
+    """The aggregated class-channel results under an output root (not Fig. 5's examples)."""
+    return sorted(p for p in (root / "results" / "resnet").glob("*.nc")
+                  if not p.stem.endswith("_example"))
+
+
 def mean(values: xr.DataArray | np.ndarray) -> float:
     """The NaN-aware mean."""
     return float(np.nanmean(np.asarray(values, dtype=np.float64)))
@@ -160,7 +169,7 @@ def gpu_results(folder: Path) -> Iterator[Path | None]:
             return
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
-        found = sorted(Path(tmp).glob("results/resnet/*.nc"))
+        found = class_channel_files(Path(tmp))
         yield found[0] if found else None
 
 
@@ -211,7 +220,7 @@ def verdict_rows(quick: Path, gpu: Sequence[tuple[str, xr.Dataset]]) -> list[str
     syn_low = read_netcdf(results / "linear" / "synthetic_low.nc")
     images = sorted((results / "linear").glob("*_zero.nc"))
     image = read_netcdf(next(p for p in images if not p.name.startswith("synthetic")))
-    channels = read_netcdf(sorted((results / "resnet").glob("*.nc"))[0])
+    channels = read_netcdf(class_channel_files(quick)[0])
     theory = compare(syn, read_netcdf(results / "theory" / "synthetic_zero.nc"))
 
     w_high = contrast(syn, top, "w_high_norm")
@@ -323,7 +332,7 @@ def study_rows(cpu: xr.Dataset | None, gpu: Sequence[tuple[str, xr.Dataset]]) ->
 def keep(source: Source) -> Path | None:
     """The folder the docs read a source's class-channel results from: its output root when it
     has them (refreshing the kept copy), else the kept copy; None when neither has them."""
-    live = sorted((source.root / "results" / "resnet").glob("*.nc"))
+    live = class_channel_files(source.root)
     if source.kept is None:
         return source.root if live else None
     if live:
@@ -333,7 +342,7 @@ def keep(source: Source) -> Path | None:
                 target = source.kept / path.relative_to(source.root)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
-    return source.kept if sorted(source.kept.glob("results/resnet/*.nc")) else None
+    return source.kept if class_channel_files(source.kept) else None
 
 
 def shifted(summary: str) -> str:
@@ -391,6 +400,16 @@ def replace_block(text: str, name: str, lines: Sequence[str], note: str) -> str:
     return text[:m.start()] + block + text[m.end():]
 
 
+def study_figure(result: Path, name: str) -> None:
+    """Fig. 8 of one class-channel study, drawn from its result file, as docs/figures/NAME.png."""
+    from labaug import plots
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plots.fig8(Path(tmp) / "fig8.pdf", **{result.stem: result})
+        shutil.copyfile(Path(tmp) / "fig8.png", DOCS / "figures" / f"{name}.png")
+    print(f"wrote docs/figures/{name}.png")
+
+
 def write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (creating its folder), and say so."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -422,8 +441,12 @@ def build(quick: Source = QUICK, diagnosis: Source = DIAGNOSIS) -> None:
             found = stack.enter_context(gpu_results(folder))
             if found is not None:
                 gpu.append((gpu_machine(folder), read_netcdf(found)))
-        cpu = (read_netcdf(sorted((cpu_root / "results" / "resnet").glob("*.nc"))[0])
-               if cpu_root is not None else None)
+                study_figure(found, f"study_{folder.name}")
+        cpu = None
+        if cpu_root is not None:
+            cpu_file = class_channel_files(cpu_root)[0]
+            cpu = read_netcdf(cpu_file)
+            study_figure(cpu_file, "study_laptop")
         parts = []
         if cpu_root is not None:
             where = cpu_root.relative_to(REPO)
@@ -438,8 +461,7 @@ def build(quick: Source = QUICK, diagnosis: Source = DIAGNOSIS) -> None:
         write(DOCS / "results" / "benchmarks.md", benchmarks_page())
 
         readme = (REPO / "README.md").read_text()
-        quick_commit = commit_of(read_netcdf(sorted((root / "results" / "resnet").glob(
-            "*.nc"))[0]))
+        quick_commit = commit_of(read_netcdf(class_channel_files(root)[0]))
         readme = replace_block(
             readme, "verdict", verdict_rows(root, gpu),
             f"made by make docs from runs/quick (results of commit {quick_commit}) and docs/gpu/")
