@@ -235,6 +235,23 @@ def test_the_drift_checks_can_fail(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b(?:TODO|TBD|FIXME)\b")
+
+
+def placeholders(text: str) -> list[str]:
+    """Unfilled placeholders (SOME_NAME, TODO) in a page's prose: code and comments excepted."""
+    prose = re.sub(r"<!--.*?-->", "", re.sub(r"`[^`\n]*`", "", FENCE.sub("", text)), flags=re.S)
+    return PLACEHOLDER.findall(prose)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=relative)
+def test_no_page_keeps_an_unfilled_placeholder(page: Path) -> None:
+    assert placeholders("took **PYTEST_TIME** (TODO) but `CUDA_HOME` is code") == [
+        "PYTEST_TIME", "TODO"]
+    found = placeholders(page.read_text())
+    assert not found, f"{relative(page)}: unfilled placeholders {found}"
+
+
 @pytest.mark.parametrize("page", GENERATED)
 def test_generated_pages_say_what_made_them(page: str) -> None:
     first = (REPO / page).read_text().splitlines()[0]
